@@ -1,0 +1,14 @@
+/* Subcommands of the mirrordav admin command, one file each. */
+#ifndef MIRRORDAV_COMMANDS_H
+#define MIRRORDAV_COMMANDS_H
+
+/* Each returns the process exit status. */
+typedef int (*mirrordav_command_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    mirrordav_command_fn run;
+    const char *summary;
+} mirrordav_command;
+
+#endif

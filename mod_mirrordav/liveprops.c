@@ -1,0 +1,181 @@
+/*
+ * Live properties: the DAV: ones that mod_dav leaves to the provider
+ * (resourcetype, lockdiscovery, supportedlock and getcontenttype are the
+ * core's), and the server's own records in the mirrordav namespace, which
+ * are protected: PROPPATCH cannot set them.
+ */
+#include <string.h>
+
+#include "apr_strings.h"
+#include "apr_time.h"
+#include "mirrordav.h"
+#include "sidecar/sidecar.h"
+
+enum { NS_DAV, NS_MIRRORDAV };
+
+enum {
+    PROPID_sha1 = 1,
+    PROPID_content_version,
+};
+
+static const char *const namespace_uris[] = {"DAV:", MIRRORDAV_NS, NULL};
+
+static const dav_liveprop_spec props[] = {
+    {NS_DAV, "creationdate", DAV_PROPID_creationdate, 0},
+    {NS_DAV, "getcontentlength", DAV_PROPID_getcontentlength, 0},
+    {NS_DAV, "getetag", DAV_PROPID_getetag, 0},
+    {NS_DAV, "getlastmodified", DAV_PROPID_getlastmodified, 0},
+    {NS_MIRRORDAV, "sha1", PROPID_sha1, 0},
+    {NS_MIRRORDAV, "content-version", PROPID_content_version, 0},
+    {0, NULL, 0, 0},
+};
+
+static const dav_hooks_liveprop hooks_liveprop;
+
+static const dav_liveprop_group liveprop_group = {props, namespace_uris,
+                                                  &hooks_liveprop};
+
+static const char *iso8601(apr_pool_t *p, apr_time_t t)
+{
+    apr_time_exp_t x;
+
+    apr_time_exp_gmt(&x, t);
+    return apr_psprintf(p, "%.4d-%.2d-%.2dT%.2d:%.2d:%.2dZ", x.tm_year + 1900,
+                        x.tm_mon + 1, x.tm_mday, x.tm_hour, x.tm_min,
+                        x.tm_sec);
+}
+
+static int read_record(const dav_resource *resource, sidecar_record *rec)
+{
+    const char *path = resource->info->path;
+    const char *dir, *name;
+    sidecar *sc;
+    int rv;
+
+    if (*resource->info->relpath) {
+        dir = mirrordav_dirname(resource->pool, path);
+        name = mirrordav_basename(path);
+    }
+    else {
+        dir = path;
+        name = "";
+    }
+    memset(rec, 0, sizeof(*rec));
+    if ((rv = sidecar_open(dir, name, 0, &sc)) != 0)
+        return rv;
+    rv = sidecar_get_record(sc, rec);
+    sidecar_close(sc);
+    return rv;
+}
+
+static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
+                                   dav_prop_insert what, apr_text_header *phdr)
+{
+    apr_pool_t *p = resource->pool;
+    const apr_finfo_t *fi;
+    const dav_liveprop_spec *info;
+    const char *value = NULL, *s;
+    sidecar_record rec;
+    int global_ns;
+
+    if (resource->hooks != &mirrordav_hooks_repository || !resource->exists)
+        return DAV_PROP_INSERT_NOTDEF;
+    fi = &resource->info->finfo;
+
+    switch (propid) {
+    case DAV_PROPID_creationdate:
+        value = iso8601(p, fi->ctime);
+        break;
+    case DAV_PROPID_getcontentlength:
+        if (resource->collection)
+            return DAV_PROP_INSERT_NOTDEF;
+        value = apr_off_t_toa(p, fi->size);
+        break;
+    case DAV_PROPID_getetag:
+        value = apr_xml_quote_string(p, mirrordav_etag(resource), 0);
+        break;
+    case DAV_PROPID_getlastmodified: {
+        char *buf = apr_palloc(p, APR_RFC822_DATE_LEN);
+        apr_rfc822_date(buf, fi->mtime);
+        value = buf;
+        break;
+    }
+    case PROPID_sha1:
+    case PROPID_content_version:
+        if (resource->collection)
+            return DAV_PROP_INSERT_NOTDEF;
+        if (what == DAV_PROP_INSERT_VALUE) {
+            if (read_record(resource, &rec) != 0 || !rec.sha1[0])
+                return DAV_PROP_INSERT_NOTDEF;
+            value = propid == PROPID_sha1
+                        ? apr_pstrdup(p, rec.sha1)
+                        : apr_psprintf(p, "%" APR_UINT64_T_FMT,
+                                       (apr_uint64_t)rec.version);
+        }
+        break;
+    default:
+        return DAV_PROP_INSERT_NOTDEF;
+    }
+
+    global_ns = dav_get_liveprop_info(propid, &liveprop_group, &info);
+    if (what == DAV_PROP_INSERT_SUPPORTED)
+        s = apr_psprintf(p,
+                         "<D:supported-live-property D:name=\"%s\" "
+                         "D:namespace=\"%s\"/>" DEBUG_CR,
+                         info->name, namespace_uris[info->ns]);
+    else if (what == DAV_PROP_INSERT_VALUE)
+        s = apr_psprintf(p, "<lp%d:%s>%s</lp%d:%s>" DEBUG_CR, global_ns,
+                         info->name, value, global_ns, info->name);
+    else
+        s = apr_psprintf(p, "<lp%d:%s/>" DEBUG_CR, global_ns, info->name);
+    apr_text_append(p, phdr, s);
+    return what;
+}
+
+static int is_writable(const dav_resource *resource, int propid)
+{
+    return 0;
+}
+
+static const dav_hooks_liveprop hooks_liveprop = {
+    insert_prop, is_writable, namespace_uris, NULL, NULL, NULL, NULL, NULL,
+};
+
+static int find_liveprop(const dav_resource *resource, const char *ns_uri,
+                         const char *name, const dav_hooks_liveprop **hooks)
+{
+    if (resource->hooks != &mirrordav_hooks_repository)
+        return 0;
+    return dav_do_find_liveprop(ns_uri, name, &liveprop_group, hooks);
+}
+
+static void insert_all_liveprops(request_rec *r, const dav_resource *resource,
+                                 dav_prop_insert what, apr_text_header *phdr)
+{
+    if (resource->hooks != &mirrordav_hooks_repository || !resource->exists)
+        return;
+    (void)insert_prop(resource, DAV_PROPID_creationdate, what, phdr);
+    (void)insert_prop(resource, DAV_PROPID_getcontentlength, what, phdr);
+    (void)insert_prop(resource, DAV_PROPID_getlastmodified, what, phdr);
+    (void)insert_prop(resource, DAV_PROPID_getetag, what, phdr);
+    /* The SHA-1 costs a sidecar read per member: PROPFIND names it when
+     * it wants it, as RFC 4918 lets allprop leave such properties out. */
+}
+
+static void gather_propsets(apr_array_header_t *uris)
+{
+    /* No propsets to advertise. */
+}
+
+void mirrordav_register_liveprops(apr_pool_t *p)
+{
+    dav_register_liveprop_group(p, &liveprop_group);
+}
+
+void mirrordav_register_liveprop_hooks(void)
+{
+    dav_hook_gather_propsets(gather_propsets, NULL, NULL, APR_HOOK_MIDDLE);
+    dav_hook_find_liveprop(find_liveprop, NULL, NULL, APR_HOOK_MIDDLE);
+    dav_hook_insert_all_liveprops(insert_all_liveprops, NULL, NULL,
+                                  APR_HOOK_MIDDLE);
+}

@@ -1,0 +1,109 @@
+/*
+ * mod_mirrordav: internal interfaces shared by the module's source files.
+ *
+ *   mod_mirrordav.c  configuration, hooks, provider registration
+ *   paths.c          URI -> volume path mapping and its safety rules
+ *   repos.c          resources: lookup, MKCOL, COPY, MOVE, DELETE, GET
+ *   streams.c        PUT: temp file, fsync, rename
+ *   walker.c         depth walks over the tree
+ *   liveprops.c      DAV: and mirrordav live properties
+ *   propdb.c         dead properties in the sidecar databases
+ */
+#ifndef MIRRORDAV_H
+#define MIRRORDAV_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_file_info.h"
+#include "mod_dav.h"
+
+#define MIRRORDAV_NS "http://mirrordav.org/ns"
+#define MIRRORDAV_COPY_BUF (256 * 1024)
+
+typedef struct {
+    const char *root_uri; /* the <Location> prefix, without trailing '/' */
+    const char *volume;   /* volume root */
+    const char *live;     /* volume/live: the served tree */
+    const char *state;    /* volume/state */
+    int fsync;            /* fsync before acknowledging; -1 = unset (on) */
+    apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
+} mirrordav_conf;
+
+struct dav_resource_private {
+    request_rec *r;
+    const mirrordav_conf *conf;
+    const char *relpath; /* "" for the root, else "a/b" (decoded) */
+    const char *path;    /* absolute file system path */
+    apr_finfo_t finfo;   /* from lstat; valid when the resource exists */
+};
+
+extern module AP_MODULE_DECLARE_DATA mirrordav_module;
+
+const mirrordav_conf *mirrordav_get_conf(request_rec *r);
+int mirrordav_fsync_enabled(const mirrordav_conf *conf);
+
+/* paths.c */
+typedef enum {
+    MIRRORDAV_PATH_OK = 0,
+    MIRRORDAV_PATH_RESERVED, /* names the sidecar folder */
+    MIRRORDAV_PATH_INVALID,  /* empty, "." or ".." segment */
+    MIRRORDAV_PATH_SYMLINK,  /* crosses a symlink or special file */
+    MIRRORDAV_PATH_OUTSIDE   /* not under the location */
+} mirrordav_path_status;
+
+mirrordav_path_status mirrordav_uri_to_relpath(apr_pool_t *p,
+                                               const char *root_uri,
+                                               const char *uri,
+                                               const char **relpath);
+mirrordav_path_status mirrordav_check_ancestors(apr_pool_t *p,
+                                                const char *base,
+                                                const char *relpath);
+const char *mirrordav_path_message(mirrordav_path_status st);
+int mirrordav_path_http_status(mirrordav_path_status st);
+const char *mirrordav_join(apr_pool_t *p, const char *dir, const char *name);
+const char *mirrordav_basename(const char *relpath);
+const char *mirrordav_dirname(apr_pool_t *p, const char *path);
+
+/* repos.c */
+extern const dav_hooks_repository mirrordav_hooks_repository;
+dav_resource *mirrordav_new_resource(apr_pool_t *p, request_rec *r,
+                                     const mirrordav_conf *conf,
+                                     const char *relpath, const char *uri,
+                                     const apr_finfo_t *finfo);
+struct stat;
+void mirrordav_stat_to_finfo(const struct stat *st, apr_finfo_t *fi);
+dav_error *mirrordav_error(apr_pool_t *p, int status, apr_status_t rv,
+                           const char *desc);
+dav_error *mirrordav_fsync_dir(apr_pool_t *p, const char *dir);
+dav_error *mirrordav_errno_error(apr_pool_t *p, apr_status_t rv,
+                                 const char *what, const char *path);
+const char *mirrordav_etag(const dav_resource *resource);
+
+/* streams.c */
+dav_error *mirrordav_open_stream(const dav_resource *resource,
+                                 dav_stream_mode mode, dav_stream **stream);
+dav_error *mirrordav_write_stream(dav_stream *stream, const void *buf,
+                                  apr_size_t bufsize);
+dav_error *mirrordav_close_stream(dav_stream *stream, int commit);
+
+/* walker.c */
+dav_error *mirrordav_walk(const dav_walk_params *params, int depth,
+                          dav_response **response);
+/* Lists the visible entries of DIR (no sidecar folder, no symlinks), sorted
+ * by byte order, each with its lstat info. */
+typedef struct {
+    const char *name;
+    apr_finfo_t finfo;
+} mirrordav_dirent;
+dav_error *mirrordav_read_dir(apr_pool_t *p, const char *dir,
+                              apr_array_header_t **entries);
+
+/* liveprops.c */
+void mirrordav_register_liveprops(apr_pool_t *p);
+void mirrordav_register_liveprop_hooks(void);
+
+/* propdb.c */
+extern const dav_hooks_propdb mirrordav_hooks_propdb;
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * mod_mirrordav: a mod_dav repository provider ("Dav mirrordav") serving a
+ * volume's live tree, plus the configuration and request hooks around it.
+ *
+ *   <Location /dav>
+ *       Dav mirrordav
+ *       MirrorDAVVolume /srv/mirrordav
+ *   </Location>
+ */
+#include <string.h>
+
+#include "apr_strings.h"
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mirrordav.h"
+
+static void *create_dir_conf(apr_pool_t *p, char *dir)
+{
+    mirrordav_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    if (dir) {
+        apr_size_t n = strlen(dir);
+        while (n > 0 && dir[n - 1] == '/')
+            n--;
+        conf->root_uri = apr_pstrmemdup(p, dir, n);
+    }
+    conf->fsync = -1;
+    conf->max_decoded = -1;
+    return conf;
+}
+
+static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    mirrordav_conf *base = basev, *add = addv;
+    mirrordav_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->root_uri = add->volume ? add->root_uri
+                                 : (base->root_uri ? base->root_uri
+                                                   : add->root_uri);
+    conf->volume = add->volume ? add->volume : base->volume;
+    conf->live = add->live ? add->live : base->live;
+    conf->state = add->state ? add->state : base->state;
+    conf->fsync = add->fsync != -1 ? add->fsync : base->fsync;
+    conf->max_decoded =
+        add->max_decoded != -1 ? add->max_decoded : base->max_decoded;
+    return conf;
+}
+
+static const char *set_volume(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    mirrordav_conf *conf = dconf;
+    apr_size_t n;
+
+    if (!cmd->path)
+        return "MirrorDAVVolume belongs in a <Location>";
+    arg = ap_server_root_relative(cmd->pool, arg);
+    if (!arg)
+        return "MirrorDAVVolume: invalid path";
+    n = strlen(arg);
+    while (n > 1 && arg[n - 1] == '/')
+        n--;
+    conf->volume = apr_pstrmemdup(cmd->pool, arg, n);
+    conf->live = apr_pstrcat(cmd->pool, conf->volume, "/live", NULL);
+    conf->state = apr_pstrcat(cmd->pool, conf->volume, "/state", NULL);
+    return NULL;
+}
+
+static const char *set_fsync(cmd_parms *cmd, void *dconf, int on)
+{
+    ((mirrordav_conf *)dconf)->fsync = on;
+    return NULL;
+}
+
+static const char *set_max_decoded(cmd_parms *cmd, void *dconf,
+                                   const char *arg)
+{
+    mirrordav_conf *conf = dconf;
+    char *end;
+    apr_off_t v;
+
+    if (apr_strtoff(&v, arg, &end, 10) != APR_SUCCESS || *end || v < 0)
+        return "MirrorDAVMaxDecodedSize takes a byte count (0: no limit)";
+    conf->max_decoded = v;
+    return NULL;
+}
+
+static const command_rec commands[] = {
+    AP_INIT_TAKE1("MirrorDAVVolume", set_volume, NULL, ACCESS_CONF,
+                  "the volume directory; its live/ tree is served"),
+    AP_INIT_FLAG("MirrorDAVFsync", set_fsync, NULL, ACCESS_CONF,
+                 "fsync data and directories before acknowledging a write "
+                 "(default On)"),
+    AP_INIT_TAKE1("MirrorDAVMaxDecodedSize", set_max_decoded, NULL,
+                  ACCESS_CONF,
+                  "largest decoded size of a gzip-encoded body, in bytes"),
+    {NULL},
+};
+
+const mirrordav_conf *mirrordav_get_conf(request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &mirrordav_module);
+}
+
+int mirrordav_fsync_enabled(const mirrordav_conf *conf)
+{
+    return conf->fsync != 0;
+}
+
+/* Sends STATUS with a one-line plain body naming the cause. */
+static int refuse(request_rec *r, int status, const char *msg)
+{
+    /* httpd marks the string as a message (not a URL) itself. */
+    ap_custom_response(r, status, apr_pstrcat(r->pool, msg, "\n", NULL));
+    return status;
+}
+
+/* Maps the URI to the live tree ourselves, so that the core never walks
+ * (or follows symlinks in) the volume, and mod_mime still finds a file
+ * name to type the content by. */
+static int translate_name(request_rec *r)
+{
+    const mirrordav_conf *conf = mirrordav_get_conf(r);
+    mirrordav_path_status st;
+    const char *relpath;
+
+    if (!conf || !conf->live || !conf->root_uri || r->uri[0] != '/')
+        return DECLINED;
+    st = mirrordav_uri_to_relpath(r->pool, conf->root_uri, r->uri, &relpath);
+    if (st == MIRRORDAV_PATH_OUTSIDE)
+        return DECLINED;
+    if (st != MIRRORDAV_PATH_OK)
+        return refuse(r, mirrordav_path_http_status(st),
+                      mirrordav_path_message(st));
+    r->filename = (char *)(*relpath ? apr_pstrcat(r->pool, conf->live, "/",
+                                                  relpath, NULL)
+                                    : conf->live);
+    r->canonical_filename = r->filename;
+    return OK;
+}
+
+static int map_to_storage(request_rec *r)
+{
+    const mirrordav_conf *conf = mirrordav_get_conf(r);
+
+    if (!conf || !conf->live || !r->filename ||
+        strncmp(r->filename, conf->live, strlen(conf->live)) != 0)
+        return DECLINED;
+    return OK; /* no <Directory> walk, no .htaccess in the volume */
+}
+
+static const dav_provider provider = {
+    &mirrordav_hooks_repository,
+    &mirrordav_hooks_propdb,
+    NULL, /* locks */
+    NULL, /* versioning */
+    NULL, /* binding */
+    NULL, /* search */
+    NULL, /* ctx */
+};
+
+static void register_hooks(apr_pool_t *p)
+{
+    ap_hook_translate_name(translate_name, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_map_to_storage(map_to_storage, NULL, NULL, APR_HOOK_FIRST);
+    mirrordav_register_liveprop_hooks();
+    mirrordav_register_liveprops(p);
+    dav_register_provider(p, "mirrordav", &provider);
+}
+
+AP_DECLARE_MODULE(mirrordav) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    merge_dir_conf,
+    NULL,
+    NULL,
+    commands,
+    register_hooks,
+};

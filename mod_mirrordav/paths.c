@@ -1,0 +1,141 @@
+/*
+ * URI to volume path mapping.  httpd has already decoded and normalised the
+ * URI (dot segments merged, encoded slashes refused); this file enforces
+ * the volume's own rules on top: no segment may be empty, "." or "..", none
+ * may name the sidecar folder, and no path may cross a symbolic link or a
+ * special file, so nothing leads outside the volume.
+ */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apr_strings.h"
+#include "mirrordav.h"
+#include "sidecar/sidecar.h"
+
+static mirrordav_path_status check_segment(const char *seg, apr_size_t len)
+{
+    if (len == 0 || (len == 1 && seg[0] == '.') ||
+        (len == 2 && seg[0] == '.' && seg[1] == '.'))
+        return MIRRORDAV_PATH_INVALID;
+    if (len == sizeof(SIDECAR_DIR) - 1 &&
+        memcmp(seg, SIDECAR_DIR, len) == 0)
+        return MIRRORDAV_PATH_RESERVED;
+    return MIRRORDAV_PATH_OK;
+}
+
+mirrordav_path_status mirrordav_uri_to_relpath(apr_pool_t *p,
+                                               const char *root_uri,
+                                               const char *uri,
+                                               const char **relpath)
+{
+    apr_size_t rlen = strlen(root_uri);
+    const char *rest, *seg;
+
+    if (strncmp(uri, root_uri, rlen) != 0 ||
+        (uri[rlen] != '\0' && uri[rlen] != '/'))
+        return MIRRORDAV_PATH_OUTSIDE;
+    rest = uri + rlen;
+    while (*rest == '/')
+        rest++;
+
+    /* Validate every segment; a single trailing slash is allowed. */
+    for (seg = rest; *seg;) {
+        const char *end = strchr(seg, '/');
+        apr_size_t len = end ? (apr_size_t)(end - seg) : strlen(seg);
+        mirrordav_path_status st = check_segment(seg, len);
+
+        if (st != MIRRORDAV_PATH_OK)
+            return st;
+        if (!end)
+            break;
+        seg = end + 1;
+    }
+
+    {
+        apr_size_t n = strlen(rest);
+        if (n && rest[n - 1] == '/')
+            n--;
+        *relpath = apr_pstrmemdup(p, rest, n);
+    }
+    return MIRRORDAV_PATH_OK;
+}
+
+/* Every proper ancestor of RELPATH under BASE must be a real directory or
+ * not exist at all; a symlink or special file anywhere on the way refuses
+ * the path.  The last segment is the caller's to lstat. */
+mirrordav_path_status mirrordav_check_ancestors(apr_pool_t *p,
+                                                const char *base,
+                                                const char *relpath)
+{
+    char *path = apr_pstrcat(p, base, "/", relpath, NULL);
+    char *s = path + strlen(base) + 1;
+    struct stat st;
+
+    while ((s = strchr(s, '/')) != NULL) {
+        *s = '\0';
+        if (lstat(path, &st) != 0) {
+            *s = '/';
+            return MIRRORDAV_PATH_OK; /* missing ancestor: caller says 409 */
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            *s = '/';
+            return S_ISLNK(st.st_mode) || !S_ISREG(st.st_mode)
+                       ? MIRRORDAV_PATH_SYMLINK
+                       : MIRRORDAV_PATH_OK; /* a file as parent: 409 */
+        }
+        *s++ = '/';
+    }
+    return MIRRORDAV_PATH_OK;
+}
+
+const char *mirrordav_path_message(mirrordav_path_status st)
+{
+    switch (st) {
+    case MIRRORDAV_PATH_RESERVED:
+        return "The name " SIDECAR_DIR " is reserved by the server.";
+    case MIRRORDAV_PATH_INVALID:
+        return "The path has an empty, '.' or '..' segment.";
+    case MIRRORDAV_PATH_SYMLINK:
+        return "The path crosses a symbolic link or special file, "
+               "which this server does not follow.";
+    case MIRRORDAV_PATH_OUTSIDE:
+        return "The path is outside this share.";
+    default:
+        return "OK";
+    }
+}
+
+int mirrordav_path_http_status(mirrordav_path_status st)
+{
+    switch (st) {
+    case MIRRORDAV_PATH_OK:
+        return HTTP_OK;
+    case MIRRORDAV_PATH_RESERVED:
+        return HTTP_NOT_FOUND;
+    case MIRRORDAV_PATH_SYMLINK:
+        return HTTP_FORBIDDEN;
+    default:
+        return HTTP_BAD_REQUEST;
+    }
+}
+
+const char *mirrordav_join(apr_pool_t *p, const char *dir, const char *name)
+{
+    if (!*name)
+        return dir;
+    if (!*dir)
+        return apr_pstrdup(p, name);
+    return apr_pstrcat(p, dir, "/", name, NULL);
+}
+
+const char *mirrordav_basename(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+const char *mirrordav_dirname(apr_pool_t *p, const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? apr_pstrmemdup(p, path, s - path) : "";
+}

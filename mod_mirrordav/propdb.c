@@ -1,0 +1,338 @@
+/*
+ * Dead properties, kept in the entry's sidecar database.
+ *
+ * Each property is stored under the key "P{namespace}name" as the complete
+ * XML element, with its own namespace declarations and xml:lang, exactly
+ * as the client sent it (apr_xml_to_text, FULL_NS_LANG), so PROPFIND emits
+ * it without any namespace bookkeeping.
+ *
+ * PROPPATCH is all-or-nothing: every store or remove rewrites the pending
+ * database to a temporary file (so a full disk is reported against the
+ * property that hit it), mod_dav rolls back the executed operations if any
+ * one fails, and close() publishes the result with one fsync + rename.
+ *
+ * Storing Win32LastModifiedTime also sets the file's mtime, which is what
+ * the Windows WebDAV client means by it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apr_date.h"
+#include "apr_strings.h"
+#include "apr_xml.h"
+#include "mirrordav.h"
+#include "sidecar/sidecar.h"
+
+#define WIN32_NS "urn:schemas-microsoft-com:"
+
+struct dav_db {
+    apr_pool_t *pool;
+    const dav_resource *resource;
+    sidecar *sc;
+    int ro;
+    apr_array_header_t *names; /* dav_prop_name, collected lazily */
+    int iter;
+};
+
+struct dav_deadprop_rollback {
+    dav_prop_name name;
+    char *value; /* NULL: the property did not exist */
+    apr_size_t len;
+    int mtime_set;
+    struct timespec mtime;
+};
+
+static const char *prop_key(apr_pool_t *p, const dav_prop_name *name,
+                            apr_size_t *klen)
+{
+    const char *k = apr_pstrcat(p, "P{", name->ns ? name->ns : "", "}",
+                                name->name, NULL);
+    *klen = strlen(k);
+    return k;
+}
+
+static dav_error *sc_error(dav_db *db, int rv, const char *what)
+{
+    apr_status_t st = APR_FROM_OS_ERROR(rv < 0 ? -rv : EIO);
+
+    return mirrordav_errno_error(db->pool, st, what, db->resource->info->path);
+}
+
+static void entry_of(const dav_resource *resource, const char **dir,
+                     const char **name)
+{
+    const char *path = resource->info->path;
+
+    if (*resource->info->relpath) {
+        *dir = mirrordav_dirname(resource->pool, path);
+        *name = mirrordav_basename(path);
+    }
+    else {
+        *dir = path;
+        *name = "";
+    }
+}
+
+static dav_error *db_open(apr_pool_t *p, const dav_resource *resource, int ro,
+                          dav_db **pdb)
+{
+    const char *dir, *name;
+    dav_db *db;
+    int rv;
+
+    if (resource->hooks != &mirrordav_hooks_repository)
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Not a mirrordav resource.");
+    db = apr_pcalloc(p, sizeof(*db));
+    db->pool = p;
+    db->resource = resource;
+    db->ro = ro;
+    entry_of(resource, &dir, &name);
+    rv = sidecar_open(dir, name, !ro, &db->sc);
+    if (rv != 0)
+        return sc_error(db, rv, "Could not open the property database");
+    *pdb = db;
+    return NULL;
+}
+
+static void db_close(dav_db *db)
+{
+    if (!db->ro) {
+        int rv = sidecar_commit(db->sc);
+        if (rv != 0)
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-rv),
+                          db->resource->info->r,
+                          "could not publish the properties of %s",
+                          db->resource->info->path);
+    }
+    sidecar_close(db->sc);
+}
+
+static dav_error *db_define_namespaces(dav_db *db, dav_xmlns_info *xi)
+{
+    return NULL; /* every stored value declares its own */
+}
+
+static dav_error *db_output_value(dav_db *db, const dav_prop_name *name,
+                                  dav_xmlns_info *xi, apr_text_header *phdr,
+                                  int *found)
+{
+    apr_size_t klen, vlen;
+    const char *key = prop_key(db->pool, name, &klen);
+    void *val;
+    int rv = sidecar_get(db->sc, key, klen, &val, &vlen);
+
+    *found = 0;
+    if (rv == -ENOENT)
+        return NULL;
+    if (rv != 0)
+        return sc_error(db, rv, "Could not read a property");
+    apr_text_append(db->pool, phdr, apr_pstrmemdup(db->pool, val, vlen));
+    free(val);
+    *found = 1;
+    return NULL;
+}
+
+struct dav_namespace_map {
+    apr_array_header_t *namespaces;
+};
+
+static dav_error *db_map_namespaces(dav_db *db,
+                                    const apr_array_header_t *namespaces,
+                                    dav_namespace_map **mapping)
+{
+    dav_namespace_map *m = apr_palloc(db->pool, sizeof(*m));
+
+    m->namespaces = (apr_array_header_t *)namespaces;
+    *mapping = m;
+    return NULL;
+}
+
+/* RFC 1123 date as the Windows client sends it. */
+static int set_mtime_from(dav_db *db, const apr_xml_elem *elem)
+{
+    const char *text = dav_xml_get_cdata(elem, db->pool, 1);
+    apr_time_t t = apr_date_parse_rfc(text);
+    struct timespec ts[2];
+
+    if (t == APR_DATE_BAD)
+        return -EINVAL;
+    ts[0].tv_sec = 0;
+    ts[0].tv_nsec = UTIME_OMIT;
+    ts[1].tv_sec = apr_time_sec(t);
+    ts[1].tv_nsec = (long)(apr_time_usec(t) * 1000);
+    if (utimensat(AT_FDCWD, db->resource->info->path, ts,
+                  AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    return 0;
+}
+
+static int is_win32_mtime(const dav_prop_name *name)
+{
+    return name->ns && strcmp(name->ns, WIN32_NS) == 0 &&
+           strcmp(name->name, "Win32LastModifiedTime") == 0;
+}
+
+static dav_error *db_store(dav_db *db, const dav_prop_name *name,
+                           const apr_xml_elem *elem,
+                           dav_namespace_map *mapping)
+{
+    apr_size_t klen, vlen;
+    const char *key = prop_key(db->pool, name, &klen);
+    const char *text;
+    int rv;
+
+    apr_xml_to_text(db->pool, elem, APR_XML_X2T_FULL_NS_LANG,
+                    mapping->namespaces, NULL, &text, &vlen);
+    rv = sidecar_put(db->sc, key, klen, text, vlen);
+    if (rv == 0)
+        rv = sidecar_prepare(db->sc);
+    if (rv != 0)
+        return sc_error(db, rv, "Could not store a property");
+    if (is_win32_mtime(name) && (rv = set_mtime_from(db, elem)) != 0) {
+        if (rv == -EINVAL)
+            return mirrordav_error(db->pool, HTTP_BAD_REQUEST, 0,
+                                   "Win32LastModifiedTime is not an "
+                                   "RFC 1123 date.");
+        return sc_error(db, rv, "Could not set the modification time");
+    }
+    return NULL;
+}
+
+static dav_error *db_remove(dav_db *db, const dav_prop_name *name)
+{
+    apr_size_t klen;
+    const char *key = prop_key(db->pool, name, &klen);
+    int rv = sidecar_del(db->sc, key, klen);
+
+    if (rv == 0 || rv == -ENOENT)
+        rv = sidecar_prepare(db->sc);
+    if (rv != 0)
+        return sc_error(db, rv, "Could not remove a property");
+    return NULL;
+}
+
+static int db_exists(dav_db *db, const dav_prop_name *name)
+{
+    apr_size_t klen, vlen;
+    const char *key = prop_key(db->pool, name, &klen);
+    void *val;
+
+    if (sidecar_get(db->sc, key, klen, &val, &vlen) != 0)
+        return 0;
+    free(val);
+    return 1;
+}
+
+static int collect_name(void *ctx, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+    dav_db *db = ctx;
+    const char *k = key, *close;
+    dav_prop_name *n;
+
+    if (klen < 3 || k[0] != 'P' || k[1] != '{')
+        return 0;
+    close = memchr(k, '}', klen);
+    if (!close)
+        return 0;
+    n = apr_array_push(db->names);
+    n->ns = apr_pstrmemdup(db->pool, k + 2, close - (k + 2));
+    n->name = apr_pstrmemdup(db->pool, close + 1, klen - (close + 1 - k));
+    return 0;
+}
+
+static dav_error *db_next_name(dav_db *db, dav_prop_name *pname)
+{
+    if (db->iter < db->names->nelts)
+        *pname = APR_ARRAY_IDX(db->names, db->iter++, dav_prop_name);
+    else
+        pname->ns = pname->name = NULL;
+    return NULL;
+}
+
+static dav_error *db_first_name(dav_db *db, dav_prop_name *pname)
+{
+    int rv;
+
+    db->names = apr_array_make(db->pool, 8, sizeof(dav_prop_name));
+    db->iter = 0;
+    rv = sidecar_iter(db->sc, collect_name, db);
+    if (rv != 0)
+        return sc_error(db, rv, "Could not list the properties");
+    return db_next_name(db, pname);
+}
+
+static dav_error *db_get_rollback(dav_db *db, const dav_prop_name *name,
+                                  dav_deadprop_rollback **prollback)
+{
+    dav_deadprop_rollback *rb = apr_pcalloc(db->pool, sizeof(*rb));
+    apr_size_t klen, vlen;
+    const char *key = prop_key(db->pool, name, &klen);
+    void *val;
+    int rv;
+
+    rb->name.ns = apr_pstrdup(db->pool, name->ns);
+    rb->name.name = apr_pstrdup(db->pool, name->name);
+    rv = sidecar_get(db->sc, key, klen, &val, &vlen);
+    if (rv == 0) {
+        rb->value = apr_pstrmemdup(db->pool, val, vlen);
+        rb->len = vlen;
+        free(val);
+    }
+    else if (rv != -ENOENT)
+        return sc_error(db, rv, "Could not read a property");
+    if (is_win32_mtime(name)) {
+        struct stat st;
+        if (lstat(db->resource->info->path, &st) == 0) {
+            rb->mtime_set = 1;
+            rb->mtime = st.st_mtim;
+        }
+    }
+    *prollback = rb;
+    return NULL;
+}
+
+static dav_error *db_apply_rollback(dav_db *db, dav_deadprop_rollback *rb)
+{
+    apr_size_t klen;
+    const char *key = prop_key(db->pool, &rb->name, &klen);
+    int rv;
+
+    if (rb->value)
+        rv = sidecar_put(db->sc, key, klen, rb->value, rb->len);
+    else {
+        rv = sidecar_del(db->sc, key, klen);
+        if (rv == -ENOENT)
+            rv = 0;
+    }
+    if (rv == 0)
+        rv = sidecar_prepare(db->sc);
+    if (rb->mtime_set) {
+        struct timespec ts[2] = {{0, UTIME_OMIT}, rb->mtime};
+        utimensat(AT_FDCWD, db->resource->info->path, ts,
+                  AT_SYMLINK_NOFOLLOW);
+    }
+    if (rv != 0)
+        return sc_error(db, rv, "Could not roll back a property");
+    return NULL;
+}
+
+const dav_hooks_propdb mirrordav_hooks_propdb = {
+    db_open,
+    db_close,
+    db_define_namespaces,
+    db_output_value,
+    db_map_namespaces,
+    db_store,
+    db_remove,
+    db_exists,
+    db_first_name,
+    db_next_name,
+    db_get_rollback,
+    db_apply_rollback,
+    NULL,
+};

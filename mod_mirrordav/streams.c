@@ -1,0 +1,256 @@
+/*
+ * PUT streams.  The body is written to a temporary file in the target
+ * directory's sidecar folder (same file system, never visible over
+ * WebDAV), hashed with SHA-1 as it streams, fsynced, and renamed over the
+ * target; only then does mod_dav answer.  A reader sees the old file or
+ * the new one, and a crash leaves the old one plus a temp file that fsck
+ * removes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "apr_strings.h"
+#include "mirrordav.h"
+#include "sidecar/sidecar.h"
+
+#define STREAM_BUF (256 * 1024)
+
+struct dav_stream {
+    apr_pool_t *p;
+    const dav_resource *resource;
+    char *tmp;     /* temp file path; NULL once renamed or removed */
+    int fd;
+    EVP_MD_CTX *sha1;
+    apr_off_t size;
+    char *buf;     /* mod_dav hands us 2 KiB pieces: batch the writes */
+    apr_size_t used;
+};
+
+static apr_status_t stream_cleanup(void *data)
+{
+    dav_stream *s = data;
+
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    if (s->tmp)
+        unlink(s->tmp);
+    s->tmp = NULL;
+    if (s->sha1)
+        EVP_MD_CTX_free(s->sha1);
+    s->sha1 = NULL;
+    return APR_SUCCESS;
+}
+
+dav_error *mirrordav_open_stream(const dav_resource *resource,
+                                 dav_stream_mode mode, dav_stream **stream)
+{
+    dav_resource_private *info = resource->info;
+    apr_pool_t *p = resource->pool;
+    const char *dir = mirrordav_dirname(p, info->path);
+    struct stat st;
+    dav_stream *s;
+
+    if (mode != DAV_MODE_WRITE_TRUNC)
+        return mirrordav_error(p, HTTP_NOT_IMPLEMENTED, 0,
+                               "Partial PUT is not supported; use "
+                               "PATCH-APPLY.");
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return mirrordav_error(p, HTTP_CONFLICT, 0,
+                               "The parent collection does not exist.");
+    if (sidecar_ensure_dir(dir) != 0)
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                     "Could not prepare the sidecar folder",
+                                     dir);
+
+    s = apr_pcalloc(p, sizeof(*s));
+    s->p = p;
+    s->resource = resource;
+    s->tmp = apr_pstrcat(p, dir, "/" SIDECAR_DIR "/.put-XXXXXX", NULL);
+    s->fd = mkstemp(s->tmp);
+    if (s->fd < 0) {
+        int e = errno;
+        s->tmp = NULL;
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
+                                     "Could not create a temporary file",
+                                     dir);
+    }
+    apr_pool_cleanup_register(p, s, stream_cleanup, apr_pool_cleanup_null);
+    if (fchmod(s->fd, 0644) != 0)
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                     "Could not set the file mode", s->tmp);
+    s->sha1 = EVP_MD_CTX_new();
+    if (!s->sha1 || EVP_DigestInit_ex(s->sha1, EVP_sha1(), NULL) != 1)
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Could not start the SHA-1 digest.");
+    s->buf = apr_palloc(p, STREAM_BUF);
+    *stream = s;
+    return NULL;
+}
+
+static dav_error *flush_buf(dav_stream *s)
+{
+    const char *b = s->buf;
+    apr_size_t left = s->used;
+
+    while (left > 0) {
+        ssize_t n = write(s->fd, b, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+                                         "Could not write the file", s->tmp);
+        b += n;
+        left -= (apr_size_t)n;
+    }
+    s->used = 0;
+    return NULL;
+}
+
+dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
+                                  apr_size_t len)
+{
+    const char *b = buf;
+
+    if (EVP_DigestUpdate(s->sha1, buf, len) != 1)
+        return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "SHA-1 digest failed.");
+    s->size += len;
+    while (len > 0) {
+        apr_size_t n = STREAM_BUF - s->used;
+        dav_error *err;
+
+        if (n > len)
+            n = len;
+        memcpy(s->buf + s->used, b, n);
+        s->used += n;
+        b += n;
+        len -= n;
+        if (s->used == STREAM_BUF && (err = flush_buf(s)) != NULL)
+            return err;
+    }
+    return NULL;
+}
+
+/* X-OC-Mtime: decimal Unix seconds, optionally with a fraction. */
+static int parse_oc_mtime(const char *v, struct timespec *ts)
+{
+    char *end;
+    double d;
+
+    if (!v || !*v)
+        return 0;
+    errno = 0;
+    d = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || d < 0 || d > 1e12)
+        return -1;
+    ts->tv_sec = (time_t)d;
+    ts->tv_nsec = (long)((d - (double)ts->tv_sec) * 1e9);
+    return 1;
+}
+
+static void record_receipt(dav_stream *s, const struct stat *st,
+                           const unsigned char *md, request_rec *r)
+{
+    const char *path = s->resource->info->path;
+    sidecar_record rec;
+    sidecar *sc;
+    int i, rv;
+
+    memset(&rec, 0, sizeof(rec));
+    rv = sidecar_open(mirrordav_dirname(s->p, path),
+                      mirrordav_basename(path), 1, &sc);
+    if (rv == 0) {
+        rv = sidecar_get_record(sc, &rec);
+        if (rv == 0 || rv == -ENOENT) {
+            for (i = 0; i < 20; i++)
+                snprintf(rec.sha1 + 2 * i, 3, "%02x", md[i]);
+            rec.version++;
+            rec.sha1_version = rec.version;
+            rec.size = (uint64_t)st->st_size;
+            rec.mtime = (int64_t)st->st_mtime;
+            rv = sidecar_set_record(sc, &rec);
+        }
+        if (rv == 0)
+            rv = sidecar_commit(sc);
+        sidecar_close(sc);
+    }
+    if (rv != 0)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-rv), r,
+                      "could not record the SHA-1 of %s; "
+                      "mirrordav fsck --repair recomputes it", path);
+}
+
+dav_error *mirrordav_close_stream(dav_stream *s, int commit)
+{
+    const dav_resource *resource = s->resource;
+    dav_resource_private *info = resource->info;
+    request_rec *r = info->r;
+    int do_fsync = mirrordav_fsync_enabled(info->conf);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    struct timespec times[2];
+    struct stat st;
+    dav_error *err;
+    int have_mtime;
+
+    if (!commit) {
+        stream_cleanup(s);
+        return NULL;
+    }
+    if ((err = flush_buf(s)) != NULL)
+        return err;
+
+    have_mtime = parse_oc_mtime(apr_table_get(r->headers_in, "X-OC-Mtime"),
+                                &times[1]);
+    if (have_mtime < 0)
+        return mirrordav_error(s->p, HTTP_BAD_REQUEST, 0,
+                               "X-OC-Mtime must be Unix seconds.");
+    if (have_mtime) {
+        times[0].tv_sec = 0;
+        times[0].tv_nsec = UTIME_OMIT;
+        if (futimens(s->fd, times) != 0)
+            return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+                                         "Could not set the mtime", s->tmp);
+    }
+    if (do_fsync && fsync(s->fd) != 0)
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+                                     "Could not sync the file", s->tmp);
+    if (fstat(s->fd, &st) != 0)
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+                                     "Could not stat the file", s->tmp);
+    if (close(s->fd) != 0) {
+        s->fd = -1;
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+                                     "Could not write the file", s->tmp);
+    }
+    s->fd = -1;
+    if (EVP_DigestFinal_ex(s->sha1, md, &mdlen) != 1 || mdlen != 20)
+        return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "SHA-1 digest failed.");
+
+    if (rename(s->tmp, info->path) != 0) {
+        int e = errno;
+        if (e == EISDIR)
+            return mirrordav_error(s->p, HTTP_CONFLICT, 0,
+                                   "A collection exists at this URI.");
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(e),
+                                     "Could not put the file in place",
+                                     info->path);
+    }
+    s->tmp = NULL;
+    if (do_fsync &&
+        (err = mirrordav_fsync_dir(s->p, mirrordav_dirname(s->p, info->path))))
+        return err;
+
+    record_receipt(s, &st, md, r);
+    if (have_mtime)
+        apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
+    return NULL;
+}
