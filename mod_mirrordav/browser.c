@@ -12,8 +12,7 @@ dav_error *mirrordav_deliver_listing(const dav_resource *resource,
                                      ap_filter_t *output)
 {
     apr_pool_t *p = resource->pool;
-    apr_bucket_brigade *bb =
-        apr_brigade_create(p, output->c->bucket_alloc);
+    apr_bucket_brigade *bb = apr_brigade_create(p, output->c->bucket_alloc);
     const char *base = resource->uri;
     const char *title = ap_escape_html(p, *base ? base : "/");
     apr_array_header_t *entries;
@@ -26,12 +25,13 @@ dav_error *mirrordav_deliver_listing(const dav_resource *resource,
     if (base[strlen(base) - 1] == '/')
         base = apr_pstrndup(p, base, strlen(base) - 1);
 
-    apr_brigade_printf(bb, NULL, NULL,
-                       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-                       "<title>Index of %s</title></head><body>\n"
-                       "<h1>Index of %s</h1>\n<table>\n"
-                       "<tr><th>Name</th><th>Size</th><th>Modified</th></tr>\n",
-                       title, title);
+    apr_brigade_printf(
+        bb, NULL, NULL,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        "<title>Index of %s</title></head><body>\n"
+        "<h1>Index of %s</h1>\n<table>\n"
+        "<tr><th>Name</th><th>Size</th><th>Modified</th></tr>\n",
+        title, title);
     if (*resource->info->relpath)
         apr_brigade_puts(bb, NULL, NULL,
                          "<tr><td><a href=\"../\">../</a></td><td></td>"
@@ -50,8 +50,7 @@ dav_error *mirrordav_deliver_listing(const dav_resource *resource,
         apr_brigade_printf(bb, NULL, NULL,
                            "<tr><td><a href=\"%s\">%s%s</a></td>"
                            "<td>%s</td><td>%s</td></tr>\n",
-                           href, ap_escape_html(row, de->name),
-                           dir ? "/" : "",
+                           href, ap_escape_html(row, de->name), dir ? "/" : "",
                            dir ? "" : apr_off_t_toa(row, de->finfo.size),
                            date);
         if (i % 64 == 63) {
@@ -63,7 +62,8 @@ dav_error *mirrordav_deliver_listing(const dav_resource *resource,
     }
     apr_pool_destroy(row);
     apr_brigade_puts(bb, NULL, NULL, "</table>\n</body></html>\n");
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(output->c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_eos_create(output->c->bucket_alloc));
     ap_pass_brigade(output, bb);
     return NULL;
 }

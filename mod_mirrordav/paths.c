@@ -17,8 +17,7 @@ static mirrordav_path_status check_segment(const char *seg, apr_size_t len)
     if (len == 0 || (len == 1 && seg[0] == '.') ||
         (len == 2 && seg[0] == '.' && seg[1] == '.'))
         return MIRRORDAV_PATH_INVALID;
-    if (len == sizeof(SIDECAR_DIR) - 1 &&
-        memcmp(seg, SIDECAR_DIR, len) == 0)
+    if (len == sizeof(SIDECAR_DIR) - 1 && memcmp(seg, SIDECAR_DIR, len) == 0)
         return MIRRORDAV_PATH_RESERVED;
     return MIRRORDAV_PATH_OK;
 }
@@ -63,9 +62,8 @@ mirrordav_path_status mirrordav_uri_to_relpath(apr_pool_t *p,
 /* Every proper ancestor of RELPATH under BASE must be a real directory or
  * not exist at all; a symlink or special file anywhere on the way refuses
  * the path.  The last segment is the caller's to lstat. */
-mirrordav_path_status mirrordav_check_ancestors(apr_pool_t *p,
-                                                const char *base,
-                                                const char *relpath)
+mirrordav_path_status
+mirrordav_check_ancestors(apr_pool_t *p, const char *base, const char *relpath)
 {
     char *path = apr_pstrcat(p, base, "/", relpath, NULL);
     char *s = path + strlen(base) + 1;

@@ -48,8 +48,8 @@ struct dav_deadprop_rollback {
 static const char *prop_key(apr_pool_t *p, const dav_prop_name *name,
                             apr_size_t *klen)
 {
-    const char *k = apr_pstrcat(p, "P{", name->ns ? name->ns : "", "}",
-                                name->name, NULL);
+    const char *k =
+        apr_pstrcat(p, "P{", name->ns ? name->ns : "", "}", name->name, NULL);
     *klen = strlen(k);
     return k;
 }
@@ -313,8 +313,7 @@ static dav_error *db_apply_rollback(dav_db *db, dav_deadprop_rollback *rb)
         rv = sidecar_prepare(db->sc);
     if (rb->mtime_set) {
         struct timespec ts[2] = {{0, UTIME_OMIT}, rb->mtime};
-        utimensat(AT_FDCWD, db->resource->info->path, ts,
-                  AT_SYMLINK_NOFOLLOW);
+        utimensat(AT_FDCWD, db->resource->info->path, ts, AT_SYMLINK_NOFOLLOW);
     }
     if (rv != 0)
         return sc_error(db, rv, "Could not roll back a property");

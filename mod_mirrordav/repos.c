@@ -33,9 +33,12 @@ void mirrordav_stat_to_finfo(const struct stat *st, apr_finfo_t *fi)
     fi->nlink = (apr_int32_t)st->st_nlink;
     fi->size = st->st_size;
     fi->csize = (apr_off_t)st->st_blocks * 512;
-    fi->atime = apr_time_from_sec(st->st_atim.tv_sec) + st->st_atim.tv_nsec / 1000;
-    fi->mtime = apr_time_from_sec(st->st_mtim.tv_sec) + st->st_mtim.tv_nsec / 1000;
-    fi->ctime = apr_time_from_sec(st->st_ctim.tv_sec) + st->st_ctim.tv_nsec / 1000;
+    fi->atime =
+        apr_time_from_sec(st->st_atim.tv_sec) + st->st_atim.tv_nsec / 1000;
+    fi->mtime =
+        apr_time_from_sec(st->st_mtim.tv_sec) + st->st_mtim.tv_nsec / 1000;
+    fi->ctime =
+        apr_time_from_sec(st->st_ctim.tv_sec) + st->st_ctim.tv_nsec / 1000;
 }
 
 static void set_exists(dav_resource *res)
@@ -70,8 +73,8 @@ dav_resource *mirrordav_new_resource(apr_pool_t *p, request_rec *r,
     info->r = r;
     info->conf = conf;
     info->relpath = relpath;
-    info->path = *relpath ? apr_pstrcat(p, conf->live, "/", relpath, NULL)
-                          : conf->live;
+    info->path =
+        *relpath ? apr_pstrcat(p, conf->live, "/", relpath, NULL) : conf->live;
     res->type = DAV_RESOURCE_TYPE_REGULAR;
     res->info = info;
     res->hooks = &mirrordav_hooks_repository;
@@ -107,9 +110,9 @@ dav_error *mirrordav_errno_error(apr_pool_t *p, apr_status_t rv,
         status = HTTP_FORBIDDEN;
     else if (APR_STATUS_IS_ENAMETOOLONG(rv))
         status = HTTP_BAD_REQUEST;
-    return mirrordav_error(p, status, rv,
-                           apr_psprintf(p, "%s: %s", what,
-                                        apr_strerror(rv, buf, sizeof(buf))));
+    return mirrordav_error(
+        p, status, rv,
+        apr_psprintf(p, "%s: %s", what, apr_strerror(rv, buf, sizeof(buf))));
 }
 
 dav_error *mirrordav_fsync_dir(apr_pool_t *p, const char *dir)
@@ -124,8 +127,7 @@ dav_error *mirrordav_fsync_dir(apr_pool_t *p, const char *dir)
     rv = fsync(fd) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
     close(fd);
     if (rv != APR_SUCCESS)
-        return mirrordav_errno_error(p, rv, "Could not sync a directory",
-                                     dir);
+        return mirrordav_errno_error(p, rv, "Could not sync a directory", dir);
     return NULL;
 }
 
@@ -155,12 +157,15 @@ static dav_error *get_resource(request_rec *r, const char *root_dir,
     apr_size_t len;
 
     if (!conf->live)
-        return mirrordav_error(r->pool, HTTP_INTERNAL_SERVER_ERROR, 0, "MirrorDAVVolume is not set for this location.");
+        return mirrordav_error(
+            r->pool, HTTP_INTERNAL_SERVER_ERROR, 0,
+            "MirrorDAVVolume is not set for this location.");
     st = mirrordav_uri_to_relpath(r->pool, conf->root_uri, r->uri, &relpath);
     if (st == MIRRORDAV_PATH_OK && *relpath)
         st = mirrordav_check_ancestors(r->pool, conf->live, relpath);
     if (st != MIRRORDAV_PATH_OK)
-        return mirrordav_error(r->pool, mirrordav_path_http_status(st), 0, mirrordav_path_message(st));
+        return mirrordav_error(r->pool, mirrordav_path_http_status(st), 0,
+                               mirrordav_path_message(st));
 
     /* mod_dav expects no trailing slash; the walker adds it to members. */
     len = strlen(r->uri);
@@ -169,7 +174,8 @@ static dav_error *get_resource(request_rec *r, const char *root_dir,
               : r->uri;
     res = mirrordav_new_resource(r->pool, r, conf, relpath, uri, NULL);
     if (res->info->finfo.filetype == APR_UNKFILE)
-        return mirrordav_error(r->pool, HTTP_FORBIDDEN, 0, mirrordav_path_message(MIRRORDAV_PATH_SYMLINK));
+        return mirrordav_error(r->pool, HTTP_FORBIDDEN, 0,
+                               mirrordav_path_message(MIRRORDAV_PATH_SYMLINK));
     *result = res;
     return NULL;
 }
@@ -253,7 +259,8 @@ static dav_error *deliver(const dav_resource *resource, ap_filter_t *output)
      * byterange filter cut ranges without reading the data. */
     bb = apr_brigade_create(p, output->c->bucket_alloc);
     apr_brigade_insert_file(bb, fd, 0, resource->info->finfo.size, p);
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(output->c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_eos_create(output->c->bucket_alloc));
     rv = ap_pass_brigade(output, bb);
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
@@ -269,16 +276,18 @@ static dav_error *create_collection(dav_resource *resource)
     if (mkdir(info->path, 0755) != 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            return mirrordav_error(p, HTTP_CONFLICT, 0, "The parent collection does not exist.");
+            return mirrordav_error(p, HTTP_CONFLICT, 0,
+                                   "The parent collection does not exist.");
         if (e == EEXIST)
-            return mirrordav_error(p, HTTP_METHOD_NOT_ALLOWED, 0, "A resource already exists at this URI.");
+            return mirrordav_error(p, HTTP_METHOD_NOT_ALLOWED, 0,
+                                   "A resource already exists at this URI.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
                                      "Could not create the collection",
                                      info->path);
     }
     if (mirrordav_fsync_enabled(info->conf)) {
-        dav_error *err = mirrordav_fsync_dir(
-            p, mirrordav_dirname(p, info->path));
+        dav_error *err =
+            mirrordav_fsync_dir(p, mirrordav_dirname(p, info->path));
         if (err)
             return err;
     }
@@ -304,10 +313,12 @@ static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
     if (sidecar_ensure_dir(ddir) != 0) {
         e = errno ? errno : EIO;
         if (e == ENOENT || e == ENOTDIR)
-            return mirrordav_error(p, HTTP_CONFLICT, 0, "The destination's parent collection does "
-                                 "not exist.");
+            return mirrordav_error(p, HTTP_CONFLICT, 0,
+                                   "The destination's parent collection does "
+                                   "not exist.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not prepare the destination", ddir);
+                                     "Could not prepare the destination",
+                                     ddir);
     }
     tmp = apr_pstrcat(p, ddir, "/" SIDECAR_DIR "/.put-XXXXXX", NULL);
     in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -323,9 +334,8 @@ static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
     {
         off_t left = st.st_size;
         while (left > 0) {
-            ssize_t n = copy_file_range(in, NULL, out, NULL,
-                                        left > (1 << 30) ? (1 << 30) : left,
-                                        0);
+            ssize_t n = copy_file_range(
+                in, NULL, out, NULL, left > (1 << 30) ? (1 << 30) : left, 0);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0) {
@@ -403,19 +413,22 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
     if (!is_dir) {
         err = copy_file(p, conf, src, dst);
         if (!err && carry_sidecar(sidecar_copy, p, src, dst) != 0)
-            err = mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0, "Could not copy the file's metadata.");
+            err = mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                                  "Could not copy the file's metadata.");
         return err;
     }
     if (mkdir(dst, 0755) != 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            return mirrordav_error(p, HTTP_CONFLICT, 0, "The destination's parent collection does "
-                                 "not exist.");
+            return mirrordav_error(p, HTTP_CONFLICT, 0,
+                                   "The destination's parent collection does "
+                                   "not exist.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
                                      "Could not create the collection", dst);
     }
     if (carry_sidecar(sidecar_copy, p, src, dst) != 0)
-        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0, "Could not copy the collection's metadata.");
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Could not copy the collection's metadata.");
     if (depth != 0) {
         apr_pool_t *sub;
         if ((err = mirrordav_read_dir(p, src, &entries)) != NULL)
@@ -428,8 +441,8 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
             const char *d = mirrordav_join(sub, dst, de->name);
             const char *u = apr_pstrcat(p, dst_uri, "/", de->name, NULL);
 
-            err = copy_tree(sub, conf, s, d, u, depth, de->finfo.filetype ==
-                                                           APR_DIR, response);
+            err = copy_tree(sub, conf, s, d, u, depth,
+                            de->finfo.filetype == APR_DIR, response);
             if (err)
                 add_response(p, response, u, err);
             apr_pool_clear(sub);
@@ -447,20 +460,20 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
     dav_error *err;
 
     *response = NULL;
-    err = copy_tree(dst->pool, dst->info->conf, src->info->path,
-                    dst->info->path, dst->uri, depth, src->collection,
-                    response);
+    err =
+        copy_tree(dst->pool, dst->info->conf, src->info->path, dst->info->path,
+                  dst->uri, depth, src->collection, response);
     fill_from_stat(dst);
     if (!err && *response)
-        return mirrordav_error(dst->pool, HTTP_MULTI_STATUS, 0, "Some members could not be copied.");
+        return mirrordav_error(dst->pool, HTTP_MULTI_STATUS, 0,
+                               "Some members could not be copied.");
     return err;
 }
 
 /* ---------------------------------------------------------------- delete */
 
-static dav_error *remove_tree(apr_pool_t *p, const char *path,
-                              const char *uri, int is_dir,
-                              dav_response **response, int *failed)
+static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
+                              int is_dir, dav_response **response, int *failed)
 {
     apr_array_header_t *entries;
     dav_error *err;
@@ -527,14 +540,16 @@ static dav_error *remove_resource(dav_resource *resource,
 
     *response = NULL;
     if (!*info->relpath)
-        return mirrordav_error(p, HTTP_FORBIDDEN, 0, "The root of the share cannot be deleted.");
+        return mirrordav_error(p, HTTP_FORBIDDEN, 0,
+                               "The root of the share cannot be deleted.");
     err = remove_tree(p, info->path, resource->uri, resource->collection,
                       response, &failed);
     if (!err && mirrordav_fsync_enabled(info->conf))
         err = mirrordav_fsync_dir(p, mirrordav_dirname(p, info->path));
     fill_from_stat(resource);
     if (!err && (failed || *response))
-        return mirrordav_error(p, HTTP_MULTI_STATUS, 0, "Some members could not be deleted.");
+        return mirrordav_error(p, HTTP_MULTI_STATUS, 0,
+                               "Some members could not be deleted.");
     return err;
 }
 
@@ -549,22 +564,25 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
 
     *response = NULL;
     if (!*src->info->relpath)
-        return mirrordav_error(p, HTTP_FORBIDDEN, 0, "The root of the share cannot be moved.");
+        return mirrordav_error(p, HTTP_FORBIDDEN, 0,
+                               "The root of the share cannot be moved.");
     /* One rename moves the whole tree atomically; the sidecars of the
      * members travel inside it, and only the entry's own sidecar follows
      * in a second step (a crash in between is repaired by fsck). */
     if (rename(spath, dpath) != 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            return mirrordav_error(p, HTTP_CONFLICT, 0, "The destination's parent collection does "
-                                 "not exist.");
+            return mirrordav_error(p, HTTP_CONFLICT, 0,
+                                   "The destination's parent collection does "
+                                   "not exist.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
                                      "Could not move the resource", spath);
     }
     if (carry_sidecar(sidecar_move, p, spath, dpath) != 0)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, src->info->r,
                       "metadata of %s did not follow its move to %s; "
-                      "mirrordav fsck will repair it", spath, dpath);
+                      "mirrordav fsck will repair it",
+                      spath, dpath);
     if (mirrordav_fsync_enabled(dst->info->conf)) {
         const char *sdir = mirrordav_dirname(p, spath);
         const char *ddir = mirrordav_dirname(p, dpath);

@@ -24,11 +24,11 @@
 struct dav_stream {
     apr_pool_t *p;
     const dav_resource *resource;
-    char *tmp;     /* temp file path; NULL once renamed or removed */
+    char *tmp; /* temp file path; NULL once renamed or removed */
     int fd;
     EVP_MD_CTX *sha1;
     apr_off_t size;
-    char *buf;     /* mod_dav hands us 2 KiB pieces: batch the writes */
+    char *buf; /* mod_dav hands us 2 KiB pieces: batch the writes */
     apr_size_t used;
 };
 
@@ -78,8 +78,7 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
         int e = errno;
         s->tmp = NULL;
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not create a temporary file",
-                                     dir);
+                                     "Could not create a temporary file", dir);
     }
     apr_pool_cleanup_register(p, s, stream_cleanup, apr_pool_cleanup_null);
     if (fchmod(s->fd, 0644) != 0)
@@ -164,8 +163,8 @@ static void record_receipt(dav_stream *s, const struct stat *st,
     int i, rv;
 
     memset(&rec, 0, sizeof(rec));
-    rv = sidecar_open(mirrordav_dirname(s->p, path),
-                      mirrordav_basename(path), 1, &sc);
+    rv = sidecar_open(mirrordav_dirname(s->p, path), mirrordav_basename(path),
+                      1, &sc);
     if (rv == 0) {
         rv = sidecar_get_record(sc, &rec);
         if (rv == 0 || rv == -ENOENT) {
@@ -184,7 +183,8 @@ static void record_receipt(dav_stream *s, const struct stat *st,
     if (rv != 0)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-rv), r,
                       "could not record the SHA-1 of %s; "
-                      "mirrordav fsck --repair recomputes it", path);
+                      "mirrordav fsck --repair recomputes it",
+                      path);
 }
 
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
@@ -207,8 +207,8 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if ((err = flush_buf(s)) != NULL)
         return err;
 
-    have_mtime = parse_oc_mtime(apr_table_get(r->headers_in, "X-OC-Mtime"),
-                                &times[1]);
+    have_mtime =
+        parse_oc_mtime(apr_table_get(r->headers_in, "X-OC-Mtime"), &times[1]);
     if (have_mtime < 0)
         return mirrordav_error(s->p, HTTP_BAD_REQUEST, 0,
                                "X-OC-Mtime must be Unix seconds.");

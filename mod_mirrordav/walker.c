@@ -86,11 +86,10 @@ static dav_error *walk_members(walk_ctx *ctx, const dav_resource *dir,
         const mirrordav_dirent *de =
             &APR_ARRAY_IDX(entries, i, mirrordav_dirent);
         int is_dir = de->finfo.filetype == APR_DIR;
-        const char *uri = apr_pstrcat(scratch, dir->uri,
-                                      dir->uri[strlen(dir->uri) - 1] == '/'
-                                          ? ""
-                                          : "/",
-                                      de->name, is_dir ? "/" : "", NULL);
+        const char *uri =
+            apr_pstrcat(scratch, dir->uri,
+                        dir->uri[strlen(dir->uri) - 1] == '/' ? "" : "/",
+                        de->name, is_dir ? "/" : "", NULL);
         dav_resource *res = mirrordav_new_resource(
             scratch, dinfo->r, dinfo->conf,
             mirrordav_join(scratch, dinfo->relpath, de->name), uri,
