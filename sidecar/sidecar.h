@@ -10,7 +10,16 @@
  * old inode through a hard link unchanged.
  *
  * Plain C, no httpd dependency.  Every function returns 0 on success or a
- * negative errno value (-ENOENT, -EIO, -ENAMETOOLONG, -ESTALE, ...).
+ * negative errno value (-ENOENT, -EIO, -ENAMETOOLONG, -ESTALE, ...);
+ * -EBADMSG means a database (or record) is damaged.
+ *
+ * Locking: writers of one directory serialise on an flock() of
+ * DIR/.mirrordav/.lock; readers take no lock.  The lock is not recursive:
+ * while a thread holds a writable handle on DIR, it must not open another
+ * writable handle on DIR, nor call sidecar_store_sha1/copy/move/remove on
+ * DIR (they lock too), or it waits for itself forever.  The lock belongs to
+ * the open file: a child fork()ed meanwhile shares it until it exits or
+ * execs.
  */
 #ifndef MIRRORDAV_SIDECAR_H
 #define MIRRORDAV_SIDECAR_H
@@ -25,11 +34,14 @@
 int sidecar_is_reserved_name(const char *name);
 
 /* Writes into OUT the path of the database for entry NAME of DIR
- * ("" = DIR itself).  Names too long to take the suffix within NAME_MAX
- * map to a hashed file name; the full name is recorded inside. */
+ * ("" = DIR itself): DIR/.mirrordav/NAME.db.  Names too long to take the
+ * suffix within NAME_MAX (over 252 bytes) map to <hex SHA-1 of NAME>.hdb;
+ * the full name is recorded inside.  -EINVAL for a NAME with '/', ".",
+ * ".." or the reserved name; -ENAMETOOLONG for a NAME over NAME_MAX or an
+ * OUT too small. */
 int sidecar_path(const char *dir, const char *name, char *out, size_t outsz);
 
-/* Creates DIR/.mirrordav if missing (mode 0755). */
+/* Creates DIR/.mirrordav if missing (mode 0755), durably (fsyncs DIR). */
 int sidecar_ensure_dir(const char *dir);
 
 /* Keys starting with '_' belong to the library (server records below);
@@ -38,21 +50,29 @@ int sidecar_ensure_dir(const char *dir);
 typedef struct sidecar sidecar;
 
 /* Opens the database of NAME in DIR.  Read-only when WRITABLE is 0: no
- * lock is taken, and a missing database reads as empty.  Writable: takes
- * the directory's sidecar lock until sidecar_close(), so that concurrent
- * writers in any process serialise. */
+ * lock is taken, and a missing database reads as empty.  Writable: creates
+ * DIR/.mirrordav if needed and takes the directory's sidecar lock until
+ * sidecar_close(), so that concurrent writers in any process serialise.
+ * A hashed database whose recorded name is not NAME gives -EEXIST. */
 int sidecar_open(const char *dir, const char *name, int writable,
                  sidecar **out);
 
-/* Value of KEY, malloc'd into *VAL (caller frees); -ENOENT if absent. */
+/* Value of KEY, malloc'd into *VAL (caller frees); -ENOENT if absent.
+ * Library keys can be read too. */
 int sidecar_get(sidecar *sc, const void *key, size_t klen, void **val,
                 size_t *vlen);
+/* Pending changes, published by sidecar_commit().  -EBADF on a read-only
+ * handle, -EPERM for a key starting with '_', -EINVAL for an empty key.
+ * Putting the current value or deleting an absent key changes nothing (and
+ * so does not rewrite the database, which a snapshot may share). */
 int sidecar_put(sidecar *sc, const void *key, size_t klen, const void *val,
                 size_t vlen);
 int sidecar_del(sidecar *sc, const void *key, size_t klen);
 
-/* Calls CB for every key of the merged view (stored + pending changes);
- * a non-zero return from CB stops the walk and is returned. */
+/* Calls CB for every key of the merged view (stored + pending changes),
+ * library keys ('_') included, in no particular order; a non-zero return
+ * from CB stops the walk and is returned.  KEY and VAL are valid during
+ * the call only; CB must not change SC. */
 typedef int (*sidecar_iter_fn)(void *ctx, const void *key, size_t klen,
                                const void *val, size_t vlen);
 int sidecar_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx);
@@ -61,7 +81,8 @@ int sidecar_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx);
  * it, so that errors such as ENOSPC surface before a client is answered. */
 int sidecar_prepare(sidecar *sc);
 /* Prepares if needed, fsyncs, renames over the database, fsyncs DIR's
- * sidecar folder.  A no-op when nothing changed. */
+ * sidecar folder.  A no-op when nothing changed.  The handle stays usable
+ * (and locked), now over the published state. */
 int sidecar_commit(sidecar *sc);
 /* Releases everything; pending changes not committed are dropped. */
 void sidecar_close(sidecar *sc);
@@ -79,14 +100,24 @@ typedef struct {
 int sidecar_get_record(sidecar *sc, sidecar_record *rec);
 int sidecar_set_record(sidecar *sc, const sidecar_record *rec);
 
-/* Records a data-derived value (SHA-1) computed from content VERSION.
- * Opens, checks and commits under the lock; -ESTALE if the entry's content
- * version is no longer VERSION, in which case nothing is written. */
+/* Records a data-derived value (SHA-1, 40 hex digits) computed from
+ * content VERSION.  Opens, checks and commits under the lock; -ESTALE if
+ * the entry's content version is no longer VERSION, in which case nothing
+ * is written. */
 int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
                        uint64_t version);
 
 /* Follow the data.  Each is atomic for the destination and durable on
- * return; a missing source database is not an error (nothing to carry). */
+ * return; a missing source database is not an error (nothing to carry),
+ * and then any database the destination had is removed, as it described
+ * the data just replaced.  They take the destination directory's lock
+ * (move: the source's too).  A copy is an independent file, never a hard
+ * link.  A move is a rename unless the name changes between normal and
+ * hashed form (or between two hashed names): then the database is
+ * rewritten with the new "_name" and the source removed.  For a
+ * collection, only its own database (in the parent's folder) is handled
+ * here: its children's travel inside it.  sidecar_remove: a missing
+ * database is fine. */
 int sidecar_copy(const char *src_dir, const char *src_name,
                  const char *dst_dir, const char *dst_name);
 int sidecar_move(const char *src_dir, const char *src_name,

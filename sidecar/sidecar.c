@@ -1,0 +1,1403 @@
+/*
+ * sidecar: per-file metadata databases (GDBM) kept beside the data.
+ *
+ * File names inside DIR/.mirrordav/:
+ *   NAME.db        database of entry NAME ("" gives ".db": DIR itself)
+ *   <sha1>.hdb     database of a NAME too long for NAME.db within NAME_MAX;
+ *                  <sha1> is the lowercase hex SHA-1 of NAME, and the full
+ *                  name is stored inside under "_name".  A normal name
+ *                  always ends in ".db", a hashed one in "hdb", so the two
+ *                  never collide.
+ *   .lock          flock()ed exclusively by writers of this folder
+ *   .tmp-XXXXXX    a database being written; renamed to its final name
+ *
+ * Published databases are immutable: snapshots share them by hard link, so
+ * every change builds a complete new file and renames it in.  Readers
+ * therefore open without any lock.
+ *
+ * Library keys (a leading '_'):
+ *   "_name"  hashed databases only: the entry's full name, no NUL.
+ *   "_rec"   sidecar_record, binary:
+ *              byte 0   format, 1
+ *              byte 1   flags; bit 0: a SHA-1 follows
+ *              20 bytes raw SHA-1, when flagged
+ *              then LEB128 varints: sha1_version, size, mtime (zigzag),
+ *              version.
+ *            Readers ignore trailing bytes, so later fields can be appended
+ *            without changing the format byte.
+ *
+ * Size: the spec wants a database with 12 properties whose values total
+ * under 2 KiB to take one 4 KiB block.  GDBM lays a new file out as header,
+ * directory and one bucket, each one block, then data.  With 512-byte blocks
+ * (the GDBM minimum) that leaves 2560 bytes of a 4 KiB block for records,
+ * but GDBM never lets a record smaller than a block straddle a block
+ * boundary, so records of ~190 bytes go two to a block and 12 of them need
+ * 3 KiB.  prepare() therefore reserves the space for all records first, as
+ * one contiguous free extent (store two filler records and delete them with
+ * block coalescing on), and the real records are then carved out of it back
+ * to back.
+ */
+#define _GNU_SOURCE
+#include "sidecar.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gdbm.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define LOCK_NAME       ".lock"
+#define TMP_TEMPLATE    ".tmp-XXXXXX"
+#define KEY_NAME        "_name"
+#define KEY_REC         "_rec"
+#define REC_FORMAT      1
+#define REC_HAS_SHA1    0x01
+#define DB_MODE         0644
+#define GDBM_BLOCK      512
+/* Reserving is about the small, common case; above this, plain GDBM. */
+#define RESERVE_MAX     (64 * 1024)
+/* Databases up to this size are built in memory, then copied. */
+#define MEMBUILD_MAX    (1024 * 1024)
+
+struct change {
+    unsigned char *key;     /* key and value share one allocation */
+    size_t klen;
+    unsigned char *val;     /* NULL: deleted */
+    size_t vlen;
+};
+
+struct sidecar {
+    char *folder;           /* DIR/.mirrordav */
+    char *path;             /* the database */
+    char *name;             /* entry name */
+    int hashed;
+    int writable;
+    int lock_fd;            /* -1 unless writable */
+    GDBM_FILE base;         /* the published database, NULL if none */
+    struct change *chg;     /* pending changes, sorted by key */
+    size_t nchg, chgcap;
+    int changed;            /* something to publish */
+    int prepared;           /* the temp file holds the current state */
+    char *tmp;              /* temp file, NULL if none */
+    int tmp_fd;
+    int stale;              /* base must be reopened: we just replaced it */
+    int err;                /* lost track of the published state */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int neg_errno(void)
+{
+    return errno > 0 ? -errno : -EIO;
+}
+
+/* GDBM's error for DB (or the thread's last one when DB is NULL), as a
+ * negative errno.  Structural damage reads as -EBADMSG. */
+static int gdbm_to_errno(GDBM_FILE db)
+{
+    gdbm_error e = db ? gdbm_last_errno(db) : gdbm_errno;
+    int sys;
+
+    switch (e) {
+    case GDBM_NO_ERROR:
+        return -EIO;
+    case GDBM_ITEM_NOT_FOUND:
+        return -ENOENT;
+    case GDBM_MALLOC_ERROR:
+        return -ENOMEM;
+    case GDBM_BAD_MAGIC_NUMBER:
+    case GDBM_BAD_FILE_OFFSET:
+    case GDBM_BYTE_SWAPPED:
+    case GDBM_BAD_HEADER:
+    case GDBM_BAD_AVAIL:
+    case GDBM_BAD_BUCKET:
+    case GDBM_BAD_DIR_ENTRY:
+    case GDBM_BAD_HASH_TABLE:
+    case GDBM_NEED_RECOVERY:
+    case GDBM_EMPTY_DATABASE:
+    case GDBM_FILE_EOF:
+        return -EBADMSG;
+    default:
+        break;
+    }
+    if (gdbm_check_syserr(e)) {
+        sys = db ? gdbm_last_syserr(db) : errno;
+        if (sys > 0)
+            return -sys;
+    }
+    return -EIO;
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + 1 + lb + 1);
+
+    if (!s)
+        return NULL;
+    memcpy(s, a, la);
+    s[la] = '/';
+    memcpy(s + la + 1, b, lb + 1);
+    return s;
+}
+
+static int full_write(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return neg_errno();
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Copies IN from its start to OUT at its current offset. */
+static int copy_fd(int in, int out)
+{
+    char buf[16384];
+    off_t off = 0;
+
+    for (;;) {
+        ssize_t n = pread(in, buf, sizeof buf, off);
+        int rc;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return neg_errno();
+        }
+        if (n == 0)
+            return 0;
+        rc = full_write(out, buf, (size_t)n);
+        if (rc)
+            return rc;
+        off += n;
+    }
+}
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+
+    if (fd < 0)
+        return neg_errno();
+    if (fsync(fd))
+        rc = neg_errno();
+    close(fd);
+    return rc;
+}
+
+static int lock_open(const char *folder, int *out)
+{
+    char *p = join(folder, LOCK_NAME);
+    int fd;
+
+    if (!p)
+        return -ENOMEM;
+    fd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    free(p);
+    if (fd < 0)
+        return neg_errno();
+    *out = fd;
+    return 0;
+}
+
+static int lock_take(int fd)
+{
+    while (flock(fd, LOCK_EX)) {
+        if (errno != EINTR)
+            return neg_errno();
+    }
+    return 0;
+}
+
+/* Temp file in FOLDER, mode DB_MODE.  No ".db" suffix, so that nothing
+ * mistakes it for a published database. */
+static int tmp_create(const char *folder, char **path, int *fd)
+{
+    char *p = join(folder, TMP_TEMPLATE);
+    int f;
+
+    if (!p)
+        return -ENOMEM;
+    f = mkostemp(p, O_CLOEXEC);
+    if (f < 0) {
+        int rc = neg_errno();
+
+        free(p);
+        return rc;
+    }
+    if (fchmod(f, DB_MODE)) {
+        int rc = neg_errno();
+
+        close(f);
+        unlink(p);
+        free(p);
+        return rc;
+    }
+    *path = p;
+    *fd = f;
+    return 0;
+}
+
+static int is_hex_sha1(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < 40; i++) {
+        char c = s[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+              (c >= 'A' && c <= 'F')))
+            return 0;
+    }
+    return s[40] == '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return c - 'A' + 10;
+}
+
+/* ------------------------------------------------------------ naming */
+
+int sidecar_is_reserved_name(const char *name)
+{
+    return name && strcmp(name, SIDECAR_DIR) == 0;
+}
+
+/* File name (not path) of NAME's database into OUT[NAME_MAX + 1]. */
+static int db_filename(const char *name, char *out, int *hashed)
+{
+    size_t len;
+
+    if (!name)
+        return -EINVAL;
+    len = strlen(name);
+    if (strchr(name, '/') || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0 || sidecar_is_reserved_name(name))
+        return -EINVAL;
+    if (len > NAME_MAX)
+        return -ENAMETOOLONG;
+    if (len + 3 <= NAME_MAX) {
+        memcpy(out, name, len);
+        memcpy(out + len, ".db", 4);
+        *hashed = 0;
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0, i;
+
+        if (!EVP_Digest(name, len, md, &mdlen, EVP_sha1(), NULL) ||
+            mdlen != 20)
+            return -EIO;
+        for (i = 0; i < mdlen; i++) {
+            out[2 * i] = hex[md[i] >> 4];
+            out[2 * i + 1] = hex[md[i] & 15];
+        }
+        memcpy(out + 2 * mdlen, ".hdb", 5);
+        *hashed = 1;
+    }
+    return 0;
+}
+
+struct paths {
+    char *folder;
+    char *path;
+    int hashed;
+};
+
+static void paths_free(struct paths *p)
+{
+    free(p->folder);
+    free(p->path);
+    p->folder = p->path = NULL;
+}
+
+static int paths_make(const char *dir, const char *name, struct paths *p)
+{
+    char fn[NAME_MAX + 1];
+    int rc;
+
+    p->folder = p->path = NULL;
+    if (!dir || !*dir)
+        return -EINVAL;
+    rc = db_filename(name, fn, &p->hashed);
+    if (rc)
+        return rc;
+    p->folder = join(dir, SIDECAR_DIR);
+    if (p->folder)
+        p->path = join(p->folder, fn);
+    if (!p->path) {
+        paths_free(p);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int sidecar_path(const char *dir, const char *name, char *out, size_t outsz)
+{
+    struct paths p;
+    size_t len;
+    int rc = paths_make(dir, name, &p);
+
+    if (rc)
+        return rc;
+    len = strlen(p.path);
+    if (len >= outsz) {
+        rc = -ENAMETOOLONG;
+    } else {
+        memcpy(out, p.path, len + 1);
+    }
+    paths_free(&p);
+    return rc;
+}
+
+int sidecar_ensure_dir(const char *dir)
+{
+    struct stat st;
+    char *folder;
+    int rc = 0;
+
+    if (!dir || !*dir)
+        return -EINVAL;
+    folder = join(dir, SIDECAR_DIR);
+    if (!folder)
+        return -ENOMEM;
+    if (mkdir(folder, 0755) == 0) {
+        /* The new entry in DIR must survive a crash as well as the
+         * database about to be renamed into it. */
+        rc = fsync_path(dir);
+    } else if (errno != EEXIST) {
+        rc = neg_errno();
+    } else if (stat(folder, &st)) {
+        rc = neg_errno();
+    } else if (!S_ISDIR(st.st_mode)) {
+        rc = -ENOTDIR;
+    }
+    free(folder);
+    return rc;
+}
+
+/* ------------------------------------------------------------ pending */
+
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* Index of KEY in the change list, or where it would go (*found = 0). */
+static size_t chg_find(const sidecar *sc, const void *key, size_t klen,
+                       int *found)
+{
+    size_t lo = 0, hi = sc->nchg;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = key_cmp(sc->chg[mid].key, sc->chg[mid].klen, key, klen);
+
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static struct change *chg_lookup(const sidecar *sc, const void *key,
+                                 size_t klen)
+{
+    int found;
+    size_t i = chg_find(sc, key, klen, &found);
+
+    return found ? &sc->chg[i] : NULL;
+}
+
+/* Records a put (VAL non-NULL) or a delete of KEY. */
+static int chg_set(sidecar *sc, const void *key, size_t klen,
+                   const void *val, size_t vlen)
+{
+    int found;
+    size_t i = chg_find(sc, key, klen, &found);
+    unsigned char *mem = malloc(klen + (val ? vlen : 0) + 1);
+
+    if (!mem)
+        return -ENOMEM;
+    memcpy(mem, key, klen);
+    if (val && vlen)
+        memcpy(mem + klen, val, vlen);
+    if (found) {
+        free(sc->chg[i].key);
+    } else {
+        if (sc->nchg == sc->chgcap) {
+            size_t cap = sc->chgcap ? 2 * sc->chgcap : 8;
+            struct change *n = realloc(sc->chg, cap * sizeof *n);
+
+            if (!n) {
+                free(mem);
+                return -ENOMEM;
+            }
+            sc->chg = n;
+            sc->chgcap = cap;
+        }
+        memmove(&sc->chg[i + 1], &sc->chg[i],
+                (sc->nchg - i) * sizeof sc->chg[0]);
+        sc->nchg++;
+    }
+    sc->chg[i].key = mem;
+    sc->chg[i].klen = klen;
+    sc->chg[i].val = val ? mem + klen : NULL;
+    sc->chg[i].vlen = val ? vlen : 0;
+    return 0;
+}
+
+static void chg_clear(sidecar *sc)
+{
+    size_t i;
+
+    for (i = 0; i < sc->nchg; i++)
+        free(sc->chg[i].key);
+    free(sc->chg);
+    sc->chg = NULL;
+    sc->nchg = sc->chgcap = 0;
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Opens the published database at PATH for reading; *db = NULL if there
+ * is none.  Published files never change, so no lock is needed. */
+static int base_open(const char *path, GDBM_FILE *db)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    *db = NULL;
+    if (fd < 0)
+        return errno == ENOENT ? 0 : neg_errno();
+    *db = gdbm_fd_open(fd, path, 0,
+                       GDBM_READER | GDBM_NOLOCK | GDBM_CLOERROR, NULL);
+    if (!*db)
+        return gdbm_to_errno(NULL);
+    return 0;
+}
+
+/* Reopens the base after a commit, lazily: most handles are closed right
+ * after committing. */
+static int fresh(sidecar *sc)
+{
+    GDBM_FILE base;
+    int rc;
+
+    if (sc->err || !sc->stale)
+        return sc->err;
+    rc = base_open(sc->path, &base);
+    if (rc) {
+        /* Without the base the view would be wrong, and a later commit
+         * would drop keys: the handle is done. */
+        sc->err = rc;
+        return rc;
+    }
+    sc->base = base;
+    sc->stale = 0;
+    return 0;
+}
+
+/* Looks KEY up in the merged view.  With OUT, fills it with a malloc'd
+ * copy (never NULL, even when empty); 0, -ENOENT or an error. */
+static int merged_get(sidecar *sc, const void *key, size_t klen, datum *out)
+{
+    struct change *c = chg_lookup(sc, key, klen);
+    datum k, v;
+
+    if (c) {
+        if (!c->val)
+            return -ENOENT;
+        if (out) {
+            out->dptr = malloc(c->vlen ? c->vlen : 1);
+            if (!out->dptr)
+                return -ENOMEM;
+            if (c->vlen)
+                memcpy(out->dptr, c->val, c->vlen);
+            out->dsize = (int)c->vlen;
+        }
+        return 0;
+    }
+    if (!sc->base)
+        return -ENOENT;
+    k.dptr = (char *)key;
+    k.dsize = (int)klen;
+    v = gdbm_fetch(sc->base, k);
+    if (!v.dptr)
+        return gdbm_to_errno(sc->base);
+    if (out)
+        *out = v;
+    else
+        free(v.dptr);
+    return 0;
+}
+
+/* Walks the merged view.  Values are valid during the callback only. */
+static int merged_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx)
+{
+    datum k, next, v;
+    size_t i;
+    int rc;
+
+    if (sc->base) {
+        k = gdbm_firstkey(sc->base);
+        while (k.dptr) {
+            struct change *c = chg_lookup(sc, k.dptr, (size_t)k.dsize);
+
+            if (c) {
+                rc = c->val ? cb(ctx, c->key, c->klen, c->val, c->vlen) : 0;
+            } else {
+                v = gdbm_fetch(sc->base, k);
+                if (!v.dptr) {
+                    rc = gdbm_to_errno(sc->base);
+                } else {
+                    rc = cb(ctx, k.dptr, (size_t)k.dsize, v.dptr,
+                            (size_t)v.dsize);
+                    free(v.dptr);
+                }
+            }
+            if (rc) {
+                free(k.dptr);
+                return rc;
+            }
+            next = gdbm_nextkey(sc->base, k);
+            free(k.dptr);
+            k = next;
+        }
+        if (gdbm_last_errno(sc->base) != GDBM_ITEM_NOT_FOUND &&
+            gdbm_last_errno(sc->base) != GDBM_NO_ERROR)
+            return gdbm_to_errno(sc->base);
+    }
+    /* Pending puts of keys the base lacks. */
+    for (i = 0; i < sc->nchg; i++) {
+        struct change *c = &sc->chg[i];
+
+        if (!c->val)
+            continue;
+        if (sc->base) {
+            k.dptr = (char *)c->key;
+            k.dsize = (int)c->klen;
+            gdbm_clear_error(sc->base);
+            if (gdbm_exists(sc->base, k))
+                continue;
+            if (gdbm_last_errno(sc->base) != GDBM_NO_ERROR)
+                return gdbm_to_errno(sc->base);
+        }
+        rc = cb(ctx, c->key, c->klen, c->val, c->vlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ handles */
+
+static void handle_free(sidecar *sc)
+{
+    if (sc->tmp) {
+        close(sc->tmp_fd);
+        unlink(sc->tmp);
+        free(sc->tmp);
+    }
+    if (sc->base)
+        gdbm_close(sc->base);
+    if (sc->lock_fd >= 0)
+        close(sc->lock_fd);     /* releases the flock */
+    chg_clear(sc);
+    free(sc->folder);
+    free(sc->path);
+    free(sc->name);
+    free(sc);
+}
+
+/* Takes ownership of P's strings, LOCK_FD and BASE, also on failure. */
+static int handle_new(struct paths *p, const char *name, int writable,
+                      int lock_fd, GDBM_FILE base, sidecar **out)
+{
+    sidecar *sc = calloc(1, sizeof *sc);
+
+    if (!sc) {
+        paths_free(p);
+        if (lock_fd >= 0)
+            close(lock_fd);
+        if (base)
+            gdbm_close(base);
+        return -ENOMEM;
+    }
+    sc->folder = p->folder;
+    sc->path = p->path;
+    sc->hashed = p->hashed;
+    p->folder = p->path = NULL;
+    sc->writable = writable;
+    sc->lock_fd = lock_fd;
+    sc->base = base;
+    sc->tmp_fd = -1;
+    sc->name = strdup(name);
+    if (!sc->name) {
+        handle_free(sc);
+        return -ENOMEM;
+    }
+    *out = sc;
+    return 0;
+}
+
+/* A hashed database must name its entry.  A mismatch means the slot is
+ * somebody else's (or damaged): -EEXIST.  A new one gets its name as a
+ * pending put that by itself is not worth publishing. */
+static int check_name(sidecar *sc)
+{
+    datum v;
+    size_t len = strlen(sc->name);
+    int rc;
+
+    if (!sc->hashed)
+        return 0;
+    if (!sc->base)
+        return chg_set(sc, KEY_NAME, sizeof KEY_NAME - 1, sc->name, len);
+    rc = merged_get(sc, KEY_NAME, sizeof KEY_NAME - 1, &v);
+    if (rc == -ENOENT)
+        return -EEXIST;
+    if (rc)
+        return rc;
+    rc = ((size_t)v.dsize == len && memcmp(v.dptr, sc->name, len) == 0)
+        ? 0 : -EEXIST;
+    free(v.dptr);
+    return rc;
+}
+
+int sidecar_open(const char *dir, const char *name, int writable,
+                 sidecar **out)
+{
+    struct paths p;
+    GDBM_FILE base = NULL;
+    int lock_fd = -1, rc;
+
+    *out = NULL;
+    rc = paths_make(dir, name, &p);
+    if (rc)
+        return rc;
+    if (writable) {
+        rc = sidecar_ensure_dir(dir);
+        if (!rc)
+            rc = lock_open(p.folder, &lock_fd);
+        if (!rc)
+            rc = lock_take(lock_fd);
+    }
+    if (!rc)
+        rc = base_open(p.path, &base);
+    if (rc) {
+        if (lock_fd >= 0)
+            close(lock_fd);
+        paths_free(&p);
+        return rc;
+    }
+    rc = handle_new(&p, name, writable, lock_fd, base, out);
+    if (rc)
+        return rc;
+    rc = check_name(*out);
+    if (rc) {
+        handle_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void sidecar_close(sidecar *sc)
+{
+    if (sc)
+        handle_free(sc);
+}
+
+/* ------------------------------------------------------------ access */
+
+static int check_kv(const void *key, size_t klen, size_t vlen)
+{
+    if (!key || klen == 0)
+        return -EINVAL;
+    if (klen > INT_MAX || vlen > INT_MAX || klen + vlen > INT_MAX)
+        return -EFBIG;
+    return 0;
+}
+
+int sidecar_get(sidecar *sc, const void *key, size_t klen, void **val,
+                size_t *vlen)
+{
+    datum v;
+    int rc = check_kv(key, klen, 0);
+
+    if (rc)
+        return rc;
+    rc = fresh(sc);
+    if (rc)
+        return rc;
+    rc = merged_get(sc, key, klen, &v);
+    if (rc)
+        return rc;
+    *val = v.dptr;
+    *vlen = (size_t)v.dsize;
+    return 0;
+}
+
+/* Put (VAL non-NULL) or delete, skipping changes that change nothing, so
+ * that an idempotent request does not unshare a snapshot's inode. */
+static int do_set(sidecar *sc, const void *key, size_t klen,
+                  const void *val, size_t vlen)
+{
+    datum cur;
+    int rc;
+
+    if (!sc->writable)
+        return -EBADF;
+    rc = fresh(sc);
+    if (rc)
+        return rc;
+    rc = merged_get(sc, key, klen, val ? &cur : NULL);
+    if (rc && rc != -ENOENT)
+        return rc;
+    if (!val && rc == -ENOENT)
+        return 0;
+    if (val && rc == 0) {
+        int same = (size_t)cur.dsize == vlen &&
+                   (vlen == 0 || memcmp(cur.dptr, val, vlen) == 0);
+
+        free(cur.dptr);
+        if (same)
+            return 0;
+    }
+    rc = chg_set(sc, key, klen, val, vlen);
+    if (rc)
+        return rc;
+    sc->changed = 1;
+    sc->prepared = 0;
+    return 0;
+}
+
+int sidecar_put(sidecar *sc, const void *key, size_t klen, const void *val,
+                size_t vlen)
+{
+    int rc = check_kv(key, klen, vlen);
+
+    if (rc)
+        return rc;
+    if (!val && vlen)
+        return -EINVAL;
+    if (*(const char *)key == '_')
+        return -EPERM;
+    return do_set(sc, key, klen, val ? val : "", vlen);
+}
+
+int sidecar_del(sidecar *sc, const void *key, size_t klen)
+{
+    int rc = check_kv(key, klen, 0);
+
+    if (rc)
+        return rc;
+    if (*(const char *)key == '_')
+        return -EPERM;
+    return do_set(sc, key, klen, NULL, 0);
+}
+
+int sidecar_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx)
+{
+    int rc = fresh(sc);
+
+    return rc ? rc : merged_iter(sc, cb, ctx);
+}
+
+/* ------------------------------------------------------------ writing */
+
+static int sum_cb(void *ctx, const void *key, size_t klen, const void *val,
+                  size_t vlen)
+{
+    size_t *total = ctx;
+
+    (void)key;
+    (void)val;
+    *total += klen + vlen;
+    return 0;
+}
+
+static int store_cb(void *ctx, const void *key, size_t klen, const void *val,
+                    size_t vlen)
+{
+    GDBM_FILE db = ctx;
+    datum k, v;
+
+    k.dptr = (char *)key;
+    k.dsize = (int)klen;
+    v.dptr = (char *)(vlen ? val : "");
+    v.dsize = (int)vlen;
+    if (gdbm_store(db, k, v, GDBM_INSERT))
+        return gdbm_to_errno(db);
+    return 0;
+}
+
+/* Leaves one free extent of TOTAL bytes (rounded up to blocks) right after
+ * the initial bucket, so that records smaller than a block are packed back
+ * to back instead of one or two per block.  Relies on GDBM's allocator
+ * (first the bucket's spare block, then whole blocks from the end of the
+ * file, coalescing of adjacent free extents); if that ever changes, the
+ * file is merely larger, which the unit test will notice. */
+static int reserve(GDBM_FILE db, size_t total)
+{
+    static const char ka[] = "_reserve.a", kb[] = "_reserve.b";
+    int one = 1, bs = 0, rc = 0;
+    size_t want, sa, sb = 0;
+    char *zero;
+    datum k, v;
+
+    if (gdbm_setopt(db, GDBM_SETCOALESCEBLKS, &one, sizeof one) ||
+        gdbm_setopt(db, GDBM_GETBLOCKSIZE, &bs, sizeof bs) ||
+        bs <= (int)sizeof kb)
+        return gdbm_to_errno(db);
+    want = (total + (size_t)bs - 1) / (size_t)bs * (size_t)bs;
+    /* The first filler takes the bucket's spare block exactly, the second
+     * the whole blocks after it. */
+    sa = (size_t)bs;
+    if (want > sa)
+        sb = want - sa;
+    zero = calloc(1, sa > sb ? sa : sb);
+    if (!zero)
+        return -ENOMEM;
+
+    k.dptr = (char *)ka;
+    k.dsize = sizeof ka - 1;
+    v.dptr = zero;
+    v.dsize = (int)(sa - (sizeof ka - 1));
+    if (gdbm_store(db, k, v, GDBM_REPLACE))
+        rc = gdbm_to_errno(db);
+    if (!rc && sb) {
+        k.dptr = (char *)kb;
+        k.dsize = sizeof kb - 1;
+        v.dsize = (int)(sb - (sizeof kb - 1));
+        if (gdbm_store(db, k, v, GDBM_REPLACE) || gdbm_delete(db, k))
+            rc = gdbm_to_errno(db);
+    }
+    if (!rc) {
+        k.dptr = (char *)ka;
+        k.dsize = sizeof ka - 1;
+        if (gdbm_delete(db, k))
+            rc = gdbm_to_errno(db);
+    }
+    free(zero);
+    return rc;
+}
+
+/* Writes the merged view as a new GDBM database into the empty file FD
+ * (not consumed). */
+static int build_db(sidecar *sc, int fd, size_t total)
+{
+    GDBM_FILE db = NULL;
+    int flags = GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOERROR;
+    int try, dfd, rc;
+
+    /* Should a later GDBM refuse small blocks, a larger file beats none. */
+    for (try = 0; try < 2 && !db; try++) {
+        dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (dfd < 0)
+            return neg_errno();
+        db = try == 0
+            ? gdbm_fd_open(dfd, sc->tmp, GDBM_BLOCK, flags | GDBM_BSEXACT,
+                           NULL)
+            : gdbm_fd_open(dfd, sc->tmp, 0, flags, NULL);
+        if (!db && gdbm_errno != GDBM_BLOCK_SIZE_ERROR)
+            break;
+    }
+    if (!db)
+        return gdbm_to_errno(NULL);
+    rc = total <= RESERVE_MAX ? reserve(db, total) : 0;
+    if (!rc)
+        rc = merged_iter(sc, store_cb, db);
+    if (gdbm_close(db) && !rc)
+        rc = gdbm_to_errno(NULL);
+    return rc;
+}
+
+int sidecar_prepare(sidecar *sc)
+{
+    size_t total = 0;
+    int rc, mfd = -1;
+
+    if (!sc->writable)
+        return -EBADF;
+    if (sc->err)
+        return sc->err;
+    if (!sc->changed || sc->prepared)
+        return 0;
+    rc = merged_iter(sc, sum_cb, &total);
+    if (rc)
+        return rc;
+
+    if (!sc->tmp) {
+        rc = tmp_create(sc->folder, &sc->tmp, &sc->tmp_fd);
+        if (rc)
+            return rc;
+    } else if (ftruncate(sc->tmp_fd, 0) || lseek(sc->tmp_fd, 0, SEEK_SET)) {
+        return neg_errno();
+    }
+
+    /* gdbm_open and gdbm_close fsync.  Building in memory keeps prepare
+     * free of fsyncs; commit syncs once.  Large databases are built in
+     * place instead, to bound memory. */
+    if (total <= MEMBUILD_MAX)
+        mfd = memfd_create("sidecar", MFD_CLOEXEC);
+    if (mfd >= 0) {
+        rc = build_db(sc, mfd, total);
+        if (!rc)
+            rc = copy_fd(mfd, sc->tmp_fd);
+        close(mfd);
+    } else {
+        rc = build_db(sc, sc->tmp_fd, total);
+    }
+    if (!rc)
+        sc->prepared = 1;
+    return rc;
+}
+
+int sidecar_commit(sidecar *sc)
+{
+    int rc;
+
+    if (!sc->writable)
+        return -EBADF;
+    if (sc->err)
+        return sc->err;
+    if (!sc->changed)
+        return 0;
+    rc = sidecar_prepare(sc);
+    if (rc)
+        return rc;
+    if (fsync(sc->tmp_fd)) {
+        /* After a failed fsync the page cache proves nothing. */
+        sc->prepared = 0;
+        return neg_errno();
+    }
+    if (rename(sc->tmp, sc->path))
+        return neg_errno();
+    close(sc->tmp_fd);
+    free(sc->tmp);
+    sc->tmp = NULL;
+    sc->tmp_fd = -1;
+
+    /* Published, even if the folder's fsync fails below: the new file is
+     * the base from now on. */
+    chg_clear(sc);
+    sc->changed = sc->prepared = 0;
+    if (sc->base) {
+        gdbm_close(sc->base);
+        sc->base = NULL;
+    }
+    sc->stale = 1;
+    return fsync_path(sc->folder);
+}
+
+/* ------------------------------------------------------------ records */
+
+static size_t put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+
+    while (v >= 0x80) {
+        p[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (unsigned char)v;
+    return n;
+}
+
+static int get_varint(const unsigned char **p, const unsigned char *end,
+                      uint64_t *v)
+{
+    uint64_t r = 0;
+    unsigned shift = 0;
+
+    while (*p < end) {
+        unsigned char b = *(*p)++;
+
+        if (shift == 63 && b > 1)
+            return -EBADMSG;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+        shift += 7;
+        if (shift > 63)
+            return -EBADMSG;
+    }
+    return -EBADMSG;
+}
+
+int sidecar_get_record(sidecar *sc, sidecar_record *rec)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p, *end;
+    uint64_t mt;
+    datum v;
+    int rc, i;
+
+    memset(rec, 0, sizeof *rec);
+    rc = fresh(sc);
+    if (rc)
+        return rc;
+    rc = merged_get(sc, KEY_REC, sizeof KEY_REC - 1, &v);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc)
+        return rc;
+    p = (const unsigned char *)v.dptr;
+    end = p + v.dsize;
+    rc = -EBADMSG;
+    if (end - p < 2 || p[0] != REC_FORMAT)
+        goto out;
+    if (p[1] & REC_HAS_SHA1) {
+        if (end - p < 22)
+            goto out;
+        for (i = 0; i < 20; i++) {
+            rec->sha1[2 * i] = hex[p[2 + i] >> 4];
+            rec->sha1[2 * i + 1] = hex[p[2 + i] & 15];
+        }
+        rec->sha1[40] = '\0';
+        p += 22;
+    } else {
+        p += 2;
+    }
+    if (get_varint(&p, end, &rec->sha1_version) ||
+        get_varint(&p, end, &rec->size) ||
+        get_varint(&p, end, &mt) ||
+        get_varint(&p, end, &rec->version))
+        goto out;
+    rec->mtime = (mt & 1) ? (int64_t)~(mt >> 1) : (int64_t)(mt >> 1);
+    rc = 0;
+out:
+    if (rc)
+        memset(rec, 0, sizeof *rec);
+    free(v.dptr);
+    return rc;
+}
+
+int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
+{
+    unsigned char buf[2 + 20 + 4 * 10], *p = buf;
+    uint64_t mt;
+    int i;
+
+    if (rec->sha1[0] && !is_hex_sha1(rec->sha1))
+        return -EINVAL;
+    *p++ = REC_FORMAT;
+    *p++ = rec->sha1[0] ? REC_HAS_SHA1 : 0;
+    if (rec->sha1[0]) {
+        for (i = 0; i < 20; i++)
+            *p++ = (unsigned char)(hexval(rec->sha1[2 * i]) << 4 |
+                                   hexval(rec->sha1[2 * i + 1]));
+    }
+    mt = rec->mtime < 0 ? ~((uint64_t)rec->mtime << 1)
+                        : (uint64_t)rec->mtime << 1;
+    p += put_varint(p, rec->sha1_version);
+    p += put_varint(p, rec->size);
+    p += put_varint(p, mt);
+    p += put_varint(p, rec->version);
+    return do_set(sc, KEY_REC, sizeof KEY_REC - 1, buf, (size_t)(p - buf));
+}
+
+int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
+                       uint64_t version)
+{
+    sidecar_record rec;
+    sidecar *sc;
+    int rc;
+
+    if (!sha1 || !is_hex_sha1(sha1))
+        return -EINVAL;
+    rc = sidecar_open(dir, name, 1, &sc);
+    if (rc)
+        return rc;
+    rc = sidecar_get_record(sc, &rec);
+    if (!rc && rec.version != version)
+        rc = -ESTALE;
+    if (!rc) {
+        memcpy(rec.sha1, sha1, 41);
+        rec.sha1_version = version;
+        rc = sidecar_set_record(sc, &rec);
+    }
+    if (!rc)
+        rc = sidecar_commit(sc);
+    sidecar_close(sc);
+    return rc;
+}
+
+/* ------------------------------------------------------------ following */
+
+/* Exclusive locks on the folders A and B (B may be NULL, or A's folder
+ * under another spelling), taken in inode order so that two moves in
+ * opposite directions cannot deadlock.  A missing folder is not locked:
+ * *fd stays -1. */
+static int lock_pair(const char *a, int *fa, const char *b, int *fb)
+{
+    struct stat sa, sb;
+    int rc;
+
+    *fa = *fb = -1;
+    rc = lock_open(a, fa);
+    if (rc == -ENOENT)
+        rc = 0;
+    if (!rc && b) {
+        rc = lock_open(b, fb);
+        if (rc == -ENOENT)
+            rc = 0;
+    }
+    if (!rc && *fa >= 0 && *fb >= 0) {
+        if (fstat(*fa, &sa) || fstat(*fb, &sb)) {
+            rc = neg_errno();
+        } else if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) {
+            close(*fb);
+            *fb = -1;
+        } else if (sa.st_dev > sb.st_dev ||
+                   (sa.st_dev == sb.st_dev && sa.st_ino > sb.st_ino)) {
+            int t = *fa;
+
+            *fa = *fb;
+            *fb = t;
+        }
+    }
+    if (!rc && *fa >= 0)
+        rc = lock_take(*fa);
+    if (!rc && *fb >= 0)
+        rc = lock_take(*fb);
+    if (rc) {
+        if (*fa >= 0)
+            close(*fa);
+        if (*fb >= 0)
+            close(*fb);
+        *fa = *fb = -1;
+    }
+    return rc;
+}
+
+static void unlock_fd(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Removes the database at D->path (ENOENT is fine), durably. */
+static int unlink_db(const struct paths *d)
+{
+    if (unlink(d->path)) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        return neg_errno();
+    }
+    return fsync_path(d->folder);
+}
+
+/* Publishes a byte copy of SRC_FD as D->path. */
+static int publish_copy(int src_fd, const struct paths *d)
+{
+    char *tmp = NULL;
+    int fd, rc;
+
+    rc = tmp_create(d->folder, &tmp, &fd);
+    if (rc)
+        return rc;
+    rc = copy_fd(src_fd, fd);
+    if (!rc && fsync(fd))
+        rc = neg_errno();
+    if (close(fd) && !rc)
+        rc = neg_errno();
+    if (!rc && rename(tmp, d->path))
+        rc = neg_errno();
+    if (rc)
+        unlink(tmp);
+    else
+        rc = fsync_path(d->folder);
+    free(tmp);
+    return rc;
+}
+
+/* Publishes the content of the open database SRC_FD (of entry SNAME, at
+ * S) as the database of entry DNAME at D, rewriting "_name" to fit.
+ * Consumes SRC_FD; LOCK_FD stays the caller's. */
+static int publish_renamed(int src_fd, const struct paths *s,
+                           const char *sname, const struct paths *d,
+                           const char *dname)
+{
+    struct paths dp = { NULL, NULL, d->hashed };
+    GDBM_FILE base;
+    sidecar *sc;
+    int rc;
+
+    base = gdbm_fd_open(src_fd, s->path, 0,
+                        GDBM_READER | GDBM_NOLOCK | GDBM_CLOERROR, NULL);
+    if (!base)
+        return gdbm_to_errno(NULL);
+    dp.folder = strdup(d->folder);
+    dp.path = strdup(d->path);
+    if (!dp.folder || !dp.path) {
+        paths_free(&dp);
+        gdbm_close(base);
+        return -ENOMEM;
+    }
+    /* Check the source's name under its own identity first. */
+    rc = handle_new(&dp, sname, 1, -1, base, &sc);
+    if (rc)
+        return rc;
+    sc->hashed = s->hashed;
+    rc = check_name(sc);
+    if (!rc) {
+        size_t len = strlen(dname);
+        char *n = strdup(dname);
+
+        if (!n) {
+            rc = -ENOMEM;
+        } else {
+            free(sc->name);
+            sc->name = n;
+            sc->hashed = d->hashed;
+            chg_clear(sc);
+            rc = d->hashed
+                ? chg_set(sc, KEY_NAME, sizeof KEY_NAME - 1, dname, len)
+                : chg_set(sc, KEY_NAME, sizeof KEY_NAME - 1, NULL, 0);
+        }
+    }
+    if (!rc) {
+        sc->changed = 1;
+        rc = sidecar_commit(sc);
+    }
+    sidecar_close(sc);
+    return rc;
+}
+
+/* Common part of copy and move.  MOVE: take the source away too. */
+static int follow(const char *src_dir, const char *src_name,
+                  const char *dst_dir, const char *dst_name, int move)
+{
+    struct paths s, d;
+    int la = -1, lb = -1, fd = -1, rc;
+
+    rc = paths_make(src_dir, src_name, &s);
+    if (rc)
+        return rc;
+    rc = paths_make(dst_dir, dst_name, &d);
+    if (rc) {
+        paths_free(&s);
+        return rc;
+    }
+    if (strcmp(s.path, d.path) == 0)
+        goto out;
+    rc = sidecar_ensure_dir(dst_dir);
+    if (!rc)
+        rc = lock_pair(d.folder, &la, move ? s.folder : NULL, &lb);
+    if (rc)
+        goto out;
+
+    fd = open(s.path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = errno == ENOENT || errno == ENOTDIR ? 0 : neg_errno();
+        /* Nothing to carry: the destination's old metadata must not
+         * stay attached to the new data. */
+        if (!rc)
+            rc = unlink_db(&d);
+        goto out;
+    }
+
+    if (s.hashed == d.hashed && (!s.hashed || strcmp(src_name,
+                                                     dst_name) == 0)) {
+        if (move) {
+            close(fd);
+            fd = -1;
+            if (rename(s.path, d.path) == 0) {
+                rc = fsync_path(d.folder);
+                if (!rc && strcmp(s.folder, d.folder) != 0)
+                    rc = fsync_path(s.folder);
+                goto out;
+            }
+            if (errno != EXDEV) {
+                rc = neg_errno();
+                goto out;
+            }
+            fd = open(s.path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                rc = neg_errno();
+                goto out;
+            }
+        }
+        rc = publish_copy(fd, &d);
+    } else {
+        rc = publish_renamed(fd, &s, src_name, &d, dst_name);
+        fd = -1;
+    }
+    if (!rc && move)
+        rc = unlink_db(&s);
+out:
+    if (fd >= 0)
+        close(fd);
+    unlock_fd(lb);
+    unlock_fd(la);
+    paths_free(&s);
+    paths_free(&d);
+    return rc;
+}
+
+int sidecar_copy(const char *src_dir, const char *src_name,
+                 const char *dst_dir, const char *dst_name)
+{
+    return follow(src_dir, src_name, dst_dir, dst_name, 0);
+}
+
+int sidecar_move(const char *src_dir, const char *src_name,
+                 const char *dst_dir, const char *dst_name)
+{
+    return follow(src_dir, src_name, dst_dir, dst_name, 1);
+}
+
+int sidecar_remove(const char *dir, const char *name)
+{
+    struct paths p;
+    int fa, fb, rc;
+
+    rc = paths_make(dir, name, &p);
+    if (rc)
+        return rc;
+    rc = lock_pair(p.folder, &fa, NULL, &fb);
+    if (!rc && fa >= 0)
+        rc = unlink_db(&p);
+    unlock_fd(fa);
+    paths_free(&p);
+    return rc;
+}

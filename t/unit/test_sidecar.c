@@ -1,0 +1,838 @@
+/* Unit tests for sidecar/: naming, the merged view, atomic publication,
+ * size, optimistic locking, following the data, writer exclusion. */
+#define _GNU_SOURCE
+#include "sidecar/sidecar.h"
+#include "tap.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <gdbm.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char root[64];
+
+static char *mkpath(const char *fmt, const char *a)
+{
+    static char buf[8][PATH_MAX];
+    static int n;
+    char *b = buf[n++ % 8];
+
+    snprintf(b, PATH_MAX, fmt, root, a);
+    return b;
+}
+
+static void mkdir_p(const char *p)
+{
+    if (mkdir(p, 0755) && errno != EEXIST) {
+        perror(p);
+        exit(2);
+    }
+}
+
+static char *longname(size_t len, char c)
+{
+    char *s = malloc(len + 1);
+
+    memset(s, c, len);
+    s[len] = '\0';
+    return s;
+}
+
+static ino_t ino_of(const char *p)
+{
+    struct stat st;
+
+    return stat(p, &st) ? 0 : st.st_ino;
+}
+
+static int exists(const char *p)
+{
+    struct stat st;
+
+    return lstat(p, &st) == 0;
+}
+
+/* Number of entries in a folder whose name starts with PREFIX. */
+static int count_prefix(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* Value of string KEY through a fresh read-only handle; NULL if absent. */
+static char *read_val(const char *dir, const char *name, const char *key)
+{
+    sidecar *sc;
+    void *v;
+    size_t vl;
+    char *s = NULL;
+
+    if (sidecar_open(dir, name, 0, &sc))
+        return NULL;
+    if (sidecar_get(sc, key, strlen(key), &v, &vl) == 0) {
+        s = malloc(vl + 1);
+        memcpy(s, v, vl);
+        s[vl] = '\0';
+        free(v);
+    }
+    sidecar_close(sc);
+    return s;
+}
+
+static int put_commit(const char *dir, const char *name, const char *key,
+                      const char *val)
+{
+    sidecar *sc;
+    int rc = sidecar_open(dir, name, 1, &sc);
+
+    if (rc)
+        return rc;
+    rc = sidecar_put(sc, key, strlen(key), val, strlen(val));
+    if (!rc)
+        rc = sidecar_commit(sc);
+    sidecar_close(sc);
+    return rc;
+}
+
+static int val_is(const char *dir, const char *name, const char *key,
+                  const char *want)
+{
+    char *got = read_val(dir, name, key);
+    int same = want ? got && strcmp(got, want) == 0 : got == NULL;
+
+    if (!same)
+        printf("#   %s/%s %s: got '%s', want '%s'\n", dir, name, key,
+               got ? got : "(none)", want ? want : "(none)");
+    free(got);
+    return same;
+}
+
+struct collect {
+    int n;
+    int seen_bin;
+    int seen_empty;
+    int seen_other;
+};
+
+static const unsigned char bin_key[] = { 'k', 0, 0xff, '\n', 0x80 };
+static const unsigned char bin_val[] = { 0, 1, 2, 0, 0xfe, 0xff, 0 };
+
+static int collect_cb(void *ctx, const void *key, size_t klen,
+                      const void *val, size_t vlen)
+{
+    struct collect *c = ctx;
+
+    c->n++;
+    if (klen == sizeof bin_key && memcmp(key, bin_key, klen) == 0 &&
+        vlen == sizeof bin_val && memcmp(val, bin_val, vlen) == 0)
+        c->seen_bin++;
+    else if (klen == 5 && memcmp(key, "empty", 5) == 0 && vlen == 0)
+        c->seen_empty++;
+    else
+        c->seen_other++;
+    return 0;
+}
+
+static int stop_cb(void *ctx, const void *key, size_t klen, const void *val,
+                   size_t vlen)
+{
+    (*(int *)ctx)++;
+    return 42;
+}
+
+static int rm_cb(const char *p, const struct stat *st, int flag,
+                 struct FTW *ftw)
+{
+    return remove(p);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_reserved(void)
+{
+    ok(sidecar_is_reserved_name(".mirrordav"), "reserved: .mirrordav");
+    ok(!sidecar_is_reserved_name(".mirrordav2"), "reserved: not .mirrordav2");
+    ok(!sidecar_is_reserved_name(".mirrorda"), "reserved: not .mirrorda");
+    ok(!sidecar_is_reserved_name(""), "reserved: not empty");
+    ok(!sidecar_is_reserved_name(".MIRRORDAV"), "reserved: case-sensitive");
+}
+
+static void sha1_hex(const char *s, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n, i;
+
+    EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL);
+    for (i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+static void test_paths(void)
+{
+    char out[PATH_MAX], want[PATH_MAX], hex[41];
+    size_t lens[] = { 250, 252 }, hlens[] = { 253, 255 }, i;
+
+    is_int(sidecar_path("/d", "", out, sizeof out), 0, "path: root entry");
+    is_str(out, "/d/.mirrordav/.db", "path: root is .mirrordav/.db");
+    is_int(sidecar_path("/d", "file.txt", out, sizeof out), 0, "path: plain");
+    is_str(out, "/d/.mirrordav/file.txt.db", "path: NAME.db");
+
+    for (i = 0; i < 2; i++) {
+        char *n = longname(lens[i], 'x');
+
+        is_int(sidecar_path("/d", n, out, sizeof out), 0,
+               "path: %zu-byte name", lens[i]);
+        snprintf(want, sizeof want, "/d/.mirrordav/%s.db", n);
+        is_str(out, want, "path: %zu-byte name maps to NAME.db", lens[i]);
+        is_int(strlen(strrchr(out, '/') + 1), lens[i] + 3,
+               "path: %zu-byte name: file name length", lens[i]);
+        free(n);
+    }
+    for (i = 0; i < 2; i++) {
+        char *n = longname(hlens[i], 'y');
+
+        is_int(sidecar_path("/d", n, out, sizeof out), 0,
+               "path: %zu-byte name", hlens[i]);
+        sha1_hex(n, hex);
+        snprintf(want, sizeof want, "/d/.mirrordav/%s.hdb", hex);
+        is_str(out, want, "path: %zu-byte name is hashed", hlens[i]);
+        free(n);
+    }
+    {
+        char *n = longname(256, 'z');
+
+        is_int(sidecar_path("/d", n, out, sizeof out), -ENAMETOOLONG,
+               "path: 256-byte name refused");
+        free(n);
+    }
+    is_int(sidecar_path("/d", "a/b", out, sizeof out), -EINVAL,
+           "path: slash refused");
+    is_int(sidecar_path("/d", "..", out, sizeof out), -EINVAL,
+           "path: .. refused");
+    is_int(sidecar_path("/d", ".", out, sizeof out), -EINVAL,
+           "path: . refused");
+    is_int(sidecar_path("/d", ".mirrordav", out, sizeof out), -EINVAL,
+           "path: reserved name refused");
+    is_int(sidecar_path("/d", "file", out, 10), -ENAMETOOLONG,
+           "path: short buffer");
+    is_int(sidecar_path("/d", "file", out, strlen("/d/.mirrordav/file.db")),
+           -ENAMETOOLONG, "path: buffer without room for NUL");
+    is_int(sidecar_path("/d", "file", out,
+                        strlen("/d/.mirrordav/file.db") + 1), 0,
+           "path: exact buffer");
+}
+
+static void test_missing(void)
+{
+    char *dir = mkpath("%s/missing%s", "");
+    struct collect c = { 0 };
+    sidecar_record rec;
+    sidecar *sc;
+    void *v;
+    size_t vl;
+
+    mkdir_p(dir);
+    is_int(sidecar_open(dir, "nofile", 0, &sc), 0, "missing: opens");
+    is_int(sidecar_get(sc, "k", 1, &v, &vl), -ENOENT, "missing: get ENOENT");
+    is_int(sidecar_iter(sc, collect_cb, &c), 0, "missing: iter ok");
+    is_int(c.n, 0, "missing: iter empty");
+    memset(&rec, 0x55, sizeof rec);
+    is_int(sidecar_get_record(sc, &rec), 0, "missing: record ok");
+    ok(rec.sha1[0] == 0 && rec.version == 0 && rec.size == 0 &&
+       rec.mtime == 0 && rec.sha1_version == 0, "missing: record zeroed");
+    is_int(sidecar_put(sc, "k", 1, "v", 1), -EBADF,
+           "missing: read-only handle refuses put");
+    is_int(sidecar_commit(sc), -EBADF, "missing: read-only commit refused");
+    sidecar_close(sc);
+    ok(!exists(mkpath("%s/missing/%s", ".mirrordav")),
+       "missing: reader created no folder");
+    is_int(sidecar_open(mkpath("%s/no/such/%s", "dir"), "f", 0, &sc), 0,
+           "missing: reader of a missing directory reads empty");
+    sidecar_close(sc);
+}
+
+static void test_kv(void)
+{
+    char *dir = mkpath("%s/kv%s", "");
+    struct collect c = { 0 };
+    sidecar *sc, *rd;
+    void *v;
+    size_t vl;
+    int n = 0;
+
+    mkdir_p(dir);
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "kv: open writable");
+    is_int(sidecar_put(sc, bin_key, sizeof bin_key, bin_val, sizeof bin_val),
+           0, "kv: put binary");
+    is_int(sidecar_put(sc, "empty", 5, NULL, 0), 0, "kv: put empty value");
+    is_int(sidecar_put(sc, "gone", 4, "x", 1), 0, "kv: put gone");
+    is_int(sidecar_put(sc, "_rec", 4, "x", 1), -EPERM, "kv: '_' key refused");
+    is_int(sidecar_del(sc, "_name", 5), -EPERM, "kv: '_' del refused");
+    is_int(sidecar_put(sc, "", 0, "x", 1), -EINVAL, "kv: empty key refused");
+    is_int(sidecar_del(sc, "gone", 4), 0, "kv: del pending");
+    is_int(sidecar_del(sc, "never", 5), 0, "kv: del of absent key is fine");
+    is_int(sidecar_get(sc, "gone", 4, &v, &vl), -ENOENT,
+           "kv: deleted pending key absent");
+    is_int(sidecar_get(sc, bin_key, sizeof bin_key, &v, &vl), 0,
+           "kv: get binary before commit");
+    ok(vl == sizeof bin_val && memcmp(v, bin_val, vl) == 0,
+       "kv: binary value intact before commit");
+    free(v);
+    is_int(sidecar_iter(sc, collect_cb, &c), 0, "kv: iter pending");
+    ok(c.n == 2 && c.seen_bin == 1 && c.seen_empty == 1,
+       "kv: iter sees pending binary and empty (n=%d)", c.n);
+    is_int(sidecar_commit(sc), 0, "kv: commit");
+    is_int(sidecar_put(sc, "after", 5, "commit", 6), 0,
+           "kv: handle usable after commit");
+    is_int(sidecar_commit(sc), 0, "kv: second commit");
+    sidecar_close(sc);
+    is_int(count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-"), 0,
+           "kv: no temp left");
+
+    is_int(sidecar_open(dir, "f", 0, &rd), 0, "kv: reopen read-only");
+    is_int(sidecar_get(rd, bin_key, sizeof bin_key, &v, &vl), 0,
+           "kv: binary key stored");
+    ok(vl == sizeof bin_val && memcmp(v, bin_val, vl) == 0,
+       "kv: binary value stored");
+    free(v);
+    is_int(sidecar_get(rd, "empty", 5, &v, &vl), 0, "kv: empty value found");
+    is_int(vl, 0, "kv: empty value has length 0");
+    free(v);
+    is_int(sidecar_get(rd, "gone", 4, &v, &vl), -ENOENT, "kv: gone not stored");
+    memset(&c, 0, sizeof c);
+    is_int(sidecar_iter(rd, collect_cb, &c), 0, "kv: iter stored");
+    ok(c.n == 3 && c.seen_bin == 1 && c.seen_empty == 1 && c.seen_other == 1,
+       "kv: iter stored finds 3 keys (n=%d)", c.n);
+    is_int(sidecar_iter(rd, stop_cb, &n), 42, "kv: iter stops on non-zero");
+    is_int(n, 1, "kv: iter stopped after one call");
+    sidecar_close(rd);
+
+    /* A delete of a stored key, and a merged view over base + changes. */
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "kv: reopen writable");
+    is_int(sidecar_del(sc, bin_key, sizeof bin_key), 0, "kv: del stored");
+    is_int(sidecar_put(sc, "empty", 5, "now", 3), 0, "kv: overwrite stored");
+    is_int(sidecar_put(sc, "new", 3, "n", 1), 0, "kv: add new");
+    memset(&c, 0, sizeof c);
+    is_int(sidecar_iter(sc, collect_cb, &c), 0, "kv: merged iter");
+    ok(c.n == 3 && c.seen_bin == 0 && c.seen_empty == 0 && c.seen_other == 3,
+       "kv: merged iter sees after/empty(now)/new (n=%d)", c.n);
+    is_int(sidecar_commit(sc), 0, "kv: commit merged");
+    sidecar_close(sc);
+    ok(val_is(dir, "f", "empty", "now"), "kv: overwrite published");
+    ok(val_is(dir, "f", "new", "n"), "kv: new published");
+    ok(val_is(dir, "f", "after", "commit"), "kv: untouched key kept");
+    is_int(sidecar_open(dir, "f", 0, &rd), 0, "kv: reopen");
+    is_int(sidecar_get(rd, bin_key, sizeof bin_key, &v, &vl), -ENOENT,
+           "kv: deleted key gone");
+    sidecar_close(rd);
+
+    /* Repeated prepare rewrites the temp; commit publishes the last. */
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "kv: open for prepare");
+    is_int(sidecar_put(sc, "p", 1, "1", 1), 0, "kv: put p=1");
+    is_int(sidecar_prepare(sc), 0, "kv: prepare 1");
+    is_int(count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-"), 1,
+           "kv: prepare wrote one temp");
+    is_int(sidecar_put(sc, "p", 1, "2", 1), 0, "kv: put p=2");
+    is_int(sidecar_prepare(sc), 0, "kv: prepare 2");
+    is_int(sidecar_prepare(sc), 0, "kv: prepare 3 (clean)");
+    is_int(count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-"), 1,
+           "kv: still one temp");
+    is_int(sidecar_commit(sc), 0, "kv: commit after prepare");
+    sidecar_close(sc);
+    ok(val_is(dir, "f", "p", "2"), "kv: last prepared state published");
+    is_int(count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-"), 0,
+           "kv: no temp after commit");
+}
+
+static void test_noop(void)
+{
+    char *dir = mkpath("%s/noop%s", "");
+    char *db = mkpath("%s/noop/.mirrordav/%s", "f.db");
+    sidecar *sc;
+    ino_t ino;
+
+    mkdir_p(dir);
+    is_int(put_commit(dir, "f", "k", "v"), 0, "noop: seed");
+    ino = ino_of(db);
+    ok(ino != 0, "noop: db exists");
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "noop: open writable");
+    is_int(sidecar_commit(sc), 0, "noop: commit without change");
+    is_int(sidecar_put(sc, "k", 1, "v", 1), 0, "noop: put same value");
+    is_int(sidecar_del(sc, "absent", 6), 0, "noop: del absent");
+    is_int(sidecar_commit(sc), 0, "noop: commit of no-op changes");
+    sidecar_close(sc);
+    ok(ino_of(db) == ino, "noop: database not rewritten (inode kept)");
+}
+
+static void test_atomic(void)
+{
+    char *dir = mkpath("%s/atomic%s", "");
+    char *snap = mkpath("%s/snap%s", "");
+    char *db = mkpath("%s/atomic/.mirrordav/%s", "f.db");
+    char *link_to = mkpath("%s/snap/.mirrordav/%s", "f.db");
+    sidecar *w, *r;
+    void *v;
+    size_t vl;
+
+    mkdir_p(dir);
+    mkdir_p(snap);
+    is_int(put_commit(dir, "f", "color", "red"), 0, "atomic: seed");
+    is_int(sidecar_ensure_dir(snap), 0, "atomic: ensure_dir");
+    is_int(sidecar_ensure_dir(snap), 0, "atomic: ensure_dir again");
+    is_int(link(db, link_to), 0, "atomic: snapshot hard link");
+
+    is_int(sidecar_open(dir, "f", 1, &w), 0, "atomic: writer");
+    is_int(sidecar_put(w, "color", 5, "blue", 4), 0, "atomic: change");
+    is_int(sidecar_prepare(w), 0, "atomic: prepare");
+    is_int(sidecar_open(dir, "f", 0, &r), 0, "atomic: reader meanwhile");
+    is_int(sidecar_get(r, "color", 5, &v, &vl), 0, "atomic: reader get");
+    ok(vl == 3 && memcmp(v, "red", 3) == 0,
+       "atomic: prepared change invisible to reader");
+    free(v);
+    is_int(sidecar_commit(w), 0, "atomic: commit");
+    is_int(sidecar_get(r, "color", 5, &v, &vl), 0, "atomic: old reader get");
+    ok(vl == 3 && memcmp(v, "red", 3) == 0,
+       "atomic: open reader keeps its consistent old view");
+    free(v);
+    sidecar_close(r);
+    sidecar_close(w);
+
+    ok(ino_of(db) != ino_of(link_to), "atomic: commit made a new inode");
+    ok(val_is(dir, "f", "color", "blue"), "atomic: live sees new");
+    ok(val_is(snap, "f", "color", "red"), "atomic: snapshot link unchanged");
+
+    /* Dropped changes never show. */
+    is_int(sidecar_open(dir, "f", 1, &w), 0, "atomic: writer 2");
+    is_int(sidecar_put(w, "color", 5, "green", 5), 0, "atomic: change 2");
+    is_int(sidecar_prepare(w), 0, "atomic: prepare 2");
+    sidecar_close(w);
+    ok(val_is(dir, "f", "color", "blue"), "atomic: closed without commit");
+    is_int(count_prefix(mkpath("%s/atomic/%s", ".mirrordav"), ".tmp-"), 0,
+           "atomic: close removed the temp");
+}
+
+static void fill_props(sidecar *sc, int n, const size_t *vlens)
+{
+    char key[64], val[512];
+    int i, bad = 0;
+
+    for (i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "{http://example.com/ns}prop%d", i);
+        memset(val, 'a' + i, vlens[i]);
+        bad += sidecar_put(sc, key, strlen(key), val, vlens[i]) != 0;
+    }
+    is_int(bad, 0, "size: %d properties put", n);
+}
+
+static void size_case(const char *dir, const char *name, const size_t *vlens,
+                      const char *what)
+{
+    char path[PATH_MAX];
+    sidecar_record rec = { "", 0, 0, 0, 0 };
+    struct stat st;
+    sidecar *sc;
+    size_t total = 0;
+    int i;
+
+    for (i = 0; i < 12; i++)
+        total += vlens[i];
+    is_int(sidecar_open(dir, name, 1, &sc), 0, "size: open %s", what);
+    fill_props(sc, 12, vlens);
+    memcpy(rec.sha1, "da39a3ee5e6b4b0d3255bfef95601890afd80709", 41);
+    rec.sha1_version = rec.version = 123456;
+    rec.size = 1234567890123ULL;
+    rec.mtime = 1700000000;
+    is_int(sidecar_set_record(sc, &rec), 0, "size: record set");
+    is_int(sidecar_commit(sc), 0, "size: commit");
+    sidecar_close(sc);
+    sidecar_path(dir, name, path, sizeof path);
+    is_int(stat(path, &st), 0, "size: stat");
+    printf("# %s: values %zu bytes, file %lld bytes, st_blocks %lld\n", what,
+           total, (long long)st.st_size, (long long)st.st_blocks);
+    ok((long long)st.st_blocks * 512 <= 4096,
+       "size: %s takes at most one 4 KiB block (%lld bytes allocated)",
+       what, (long long)st.st_blocks * 512);
+    {
+        char *got = read_val(dir, name, "{http://example.com/ns}prop11");
+
+        ok(got && strlen(got) == vlens[11], "size: %s database readable",
+           what);
+        free(got);
+    }
+}
+
+static void test_size(void)
+{
+    char *dir = mkpath("%s/size%s", "");
+    size_t v160[12], v2k[12];
+    char key[64];
+    sidecar *sc;
+    void *v;
+    size_t vl;
+    int i, bad = 0;
+
+    mkdir_p(dir);
+    for (i = 0; i < 12; i++) {
+        v160[i] = 160;
+        v2k[i] = i < 11 ? 171 : 2047 - 11 * 171;    /* 2047 in total */
+    }
+    size_case(dir, "twelve", v160, "12 x 160-byte values");
+    size_case(dir, "under2k", v2k, "12 values totalling 2047 bytes");
+
+    /* Rewriting (one change) keeps the size. */
+    is_int(sidecar_open(dir, "twelve", 1, &sc), 0, "size: reopen");
+    is_int(sidecar_put(sc, "{DAV:}Win32LastModifiedTime", 27,
+                       "Tue, 14 Nov 2023 22:13:20 GMT", 29), 0,
+           "size: 13th property");
+    is_int(sidecar_commit(sc), 0, "size: commit 13");
+    sidecar_close(sc);
+    is_int(sidecar_open(dir, "twelve", 0, &sc), 0, "size: read back");
+    for (i = 0; i < 12; i++) {
+        snprintf(key, sizeof key, "{http://example.com/ns}prop%d", i);
+        if (sidecar_get(sc, key, strlen(key), &v, &vl) || vl != 160 ||
+            ((char *)v)[0] != 'a' + i || ((char *)v)[159] != 'a' + i)
+            bad++;
+        else
+            free(v);
+    }
+    is_int(bad, 0, "size: all 12 values intact after rewrite");
+    sidecar_close(sc);
+}
+
+static void test_record(void)
+{
+    char *dir = mkpath("%s/rec%s", "");
+    sidecar_record a = { "", 0, 0, 0, 0 }, b;
+    sidecar *sc;
+
+    mkdir_p(dir);
+    memcpy(a.sha1, "0123456789ABCDEFabcdef0123456789abcdef01", 41);
+    a.sha1_version = UINT64_MAX;
+    a.size = 0;
+    a.mtime = -1234567;
+    a.version = 1;
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "record: open");
+    is_int(sidecar_set_record(sc, &a), 0, "record: set");
+    is_int(sidecar_commit(sc), 0, "record: commit");
+    sidecar_close(sc);
+    is_int(sidecar_open(dir, "f", 0, &sc), 0, "record: reopen");
+    is_int(sidecar_get_record(sc, &b), 0, "record: get");
+    is_str(b.sha1, "0123456789abcdefabcdef0123456789abcdef01",
+           "record: sha1 (lowercased)");
+    ok(b.sha1_version == UINT64_MAX, "record: sha1_version max");
+    is_int(b.size, 0, "record: size");
+    is_int(b.mtime, -1234567, "record: negative mtime");
+    is_int(b.version, 1, "record: version");
+    sidecar_close(sc);
+
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "record: open 2");
+    memcpy(a.sha1, "xyz", 4);
+    is_int(sidecar_set_record(sc, &a), -EINVAL, "record: bad sha1 refused");
+    a.sha1[0] = '\0';
+    a.mtime = INT64_MIN;
+    is_int(sidecar_set_record(sc, &a), 0, "record: set without sha1");
+    is_int(sidecar_get_record(sc, &b), 0, "record: get pending");
+    is_str(b.sha1, "", "record: sha1 cleared");
+    ok(b.mtime == INT64_MIN, "record: mtime min");
+    sidecar_close(sc);
+}
+
+static void test_optimistic(void)
+{
+    char *dir = mkpath("%s/opt%s", "");
+    const char *h1 = "1111111111111111111111111111111111111111";
+    const char *h2 = "2222222222222222222222222222222222222222";
+    sidecar_record r = { "", 0, 0, 0, 0 };
+    sidecar *sc;
+    ino_t ino;
+
+    mkdir_p(dir);
+    r.version = 1;
+    r.size = 10;
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "opt: open");
+    is_int(sidecar_set_record(sc, &r), 0, "opt: version 1");
+    is_int(sidecar_commit(sc), 0, "opt: commit v1");
+    sidecar_close(sc);
+
+    is_int(sidecar_store_sha1(dir, "f", h1, 1), 0, "opt: store at v1");
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "opt: open 2");
+    is_int(sidecar_get_record(sc, &r), 0, "opt: get");
+    is_str(r.sha1, h1, "opt: sha1 stored");
+    is_int(r.sha1_version, 1, "opt: sha1_version 1");
+    is_int(r.size, 10, "opt: other fields kept");
+    r.version = 2;          /* a write happened meanwhile */
+    is_int(sidecar_set_record(sc, &r), 0, "opt: bump to v2");
+    is_int(sidecar_commit(sc), 0, "opt: commit v2");
+    sidecar_close(sc);
+
+    ino = ino_of(mkpath("%s/opt/.mirrordav/%s", "f.db"));
+    is_int(sidecar_store_sha1(dir, "f", h2, 1), -ESTALE,
+           "opt: store from v1 refused at v2");
+    ok(ino_of(mkpath("%s/opt/.mirrordav/%s", "f.db")) == ino,
+       "opt: refused store wrote nothing");
+    is_int(sidecar_open(dir, "f", 0, &sc), 0, "opt: reader");
+    is_int(sidecar_get_record(sc, &r), 0, "opt: get after refusal");
+    is_str(r.sha1, h1, "opt: sha1 unchanged after refusal");
+    is_int(r.sha1_version, 1, "opt: sha1_version unchanged");
+    sidecar_close(sc);
+
+    is_int(sidecar_store_sha1(dir, "f", h2, 2), 0, "opt: store at v2");
+    is_int(sidecar_open(dir, "f", 0, &sc), 0, "opt: reader 2");
+    is_int(sidecar_get_record(sc, &r), 0, "opt: get 2");
+    is_str(r.sha1, h2, "opt: new sha1");
+    is_int(r.sha1_version, 2, "opt: sha1_version 2");
+    is_int(r.version, 2, "opt: version untouched");
+    sidecar_close(sc);
+    is_int(count_prefix(mkpath("%s/opt/%s", ".mirrordav"), ".tmp-"), 0,
+           "opt: no temp left");
+    is_int(sidecar_store_sha1(dir, "f", "nothex", 2), -EINVAL,
+           "opt: malformed sha1 refused");
+}
+
+static void test_follow(void)
+{
+    char *a = mkpath("%s/fa%s", ""), *b = mkpath("%s/fb%s", "");
+    char *l1 = longname(253, 'L'), *l2 = longname(255, 'M');
+    char pa[PATH_MAX], pb[PATH_MAX];
+    sidecar *sc;
+    void *v;
+    size_t vl;
+    ino_t ino;
+
+    mkdir_p(a);
+    mkdir_p(b);
+
+    /* copy: independent byte copy */
+    is_int(put_commit(a, "src", "k", "one"), 0, "follow: seed src");
+    is_int(sidecar_copy(a, "src", b, "dst"), 0, "follow: copy");
+    sidecar_path(a, "src", pa, sizeof pa);
+    sidecar_path(b, "dst", pb, sizeof pb);
+    ok(ino_of(pa) && ino_of(pb) && ino_of(pa) != ino_of(pb),
+       "follow: copy is a separate inode");
+    ok(val_is(b, "dst", "k", "one"), "follow: copy carries content");
+    is_int(put_commit(a, "src", "k", "two"), 0, "follow: change src");
+    ok(val_is(b, "dst", "k", "one"), "follow: copy independent of src");
+    {
+        struct stat st;
+
+        stat(pb, &st);
+        is_int(st.st_nlink, 1, "follow: copy not hard-linked");
+        is_int(st.st_mode & 0777, 0644, "follow: copy mode 0644");
+    }
+
+    /* move: rename, inode travels */
+    ino = ino_of(pa);
+    is_int(sidecar_move(a, "src", b, "moved"), 0, "follow: move");
+    ok(!exists(pa), "follow: move removed source");
+    sidecar_path(b, "moved", pb, sizeof pb);
+    ok(ino_of(pb) == ino, "follow: plain move is a rename");
+    ok(val_is(b, "moved", "k", "two"), "follow: moved content");
+
+    /* missing source: nothing to carry, destination's old db goes */
+    is_int(sidecar_copy(a, "nothing", b, "moved"), 0,
+           "follow: copy of missing source");
+    ok(!exists(pb), "follow: copy of missing source cleared destination");
+    is_int(put_commit(b, "x", "k", "x"), 0, "follow: seed x");
+    is_int(sidecar_move(a, "nothing", b, "x"), 0,
+           "follow: move of missing source");
+    sidecar_path(b, "x", pb, sizeof pb);
+    ok(!exists(pb), "follow: move of missing source cleared destination");
+    is_int(sidecar_move(mkpath("%s/%s", "nodir"), "n", b, "y"), 0,
+           "follow: move from a directory without sidecars");
+
+    /* copy into a directory without .mirrordav yet */
+    {
+        char *c = mkpath("%s/fc%s", "");
+
+        mkdir_p(c);
+        is_int(put_commit(a, "s2", "k", "v2"), 0, "follow: seed s2");
+        is_int(sidecar_copy(a, "s2", c, "s2"), 0,
+               "follow: copy creates destination folder");
+        ok(val_is(c, "s2", "k", "v2"), "follow: copied into new folder");
+    }
+
+    /* short -> hashed */
+    is_int(sidecar_copy(a, "s2", b, l1), 0, "follow: copy to hashed name");
+    sidecar_path(b, l1, pb, sizeof pb);
+    ok(strstr(pb, ".hdb") != NULL && exists(pb), "follow: hashed file made");
+    ok(val_is(b, l1, "k", "v2"), "follow: hashed copy content");
+    is_int(sidecar_open(b, l1, 0, &sc), 0, "follow: hashed copy opens");
+    is_int(sidecar_get(sc, "_name", 5, &v, &vl), 0, "follow: _name present");
+    ok(vl == 253 && memcmp(v, l1, vl) == 0, "follow: _name is the full name");
+    free(v);
+    sidecar_close(sc);
+
+    /* hashed -> other hashed name, other dir */
+    is_int(sidecar_move(b, l1, a, l2), 0, "follow: move hashed -> hashed");
+    ok(!exists(pb), "follow: hashed source gone");
+    is_int(sidecar_open(a, l2, 0, &sc), 0, "follow: renamed hashed opens");
+    is_int(sidecar_get(sc, "_name", 5, &v, &vl), 0, "follow: _name there");
+    ok(vl == 255 && memcmp(v, l2, vl) == 0, "follow: _name rewritten");
+    free(v);
+    sidecar_close(sc);
+    ok(val_is(a, l2, "k", "v2"), "follow: content kept across rewrite");
+
+    /* hashed -> same hashed name elsewhere: plain rename */
+    sidecar_path(a, l2, pa, sizeof pa);
+    ino = ino_of(pa);
+    is_int(sidecar_move(a, l2, b, l2), 0, "follow: move same long name");
+    sidecar_path(b, l2, pb, sizeof pb);
+    ok(ino_of(pb) == ino, "follow: same hashed name moves by rename");
+    ok(val_is(b, l2, "k", "v2"), "follow: content there");
+
+    /* hashed -> short */
+    is_int(sidecar_move(b, l2, a, "short"), 0, "follow: move hashed -> short");
+    ok(!exists(pb), "follow: hashed source removed");
+    ok(val_is(a, "short", "k", "v2"), "follow: short has content");
+    is_int(sidecar_open(a, "short", 0, &sc), 0, "follow: open short");
+    is_int(sidecar_get(sc, "_name", 5, &v, &vl), -ENOENT,
+           "follow: _name dropped for a normal name");
+    sidecar_close(sc);
+
+    /* a hashed slot holding another name's database */
+    is_int(put_commit(a, l1, "k", "mine"), 0, "follow: hashed via put");
+    sidecar_path(a, l1, pa, sizeof pa);
+    sidecar_path(a, l2, pb, sizeof pb);
+    is_int(link(pa, pb), 0, "follow: plant l1's db under l2's hash");
+    is_int(sidecar_open(a, l2, 0, &sc), -EEXIST,
+           "follow: mismatched _name refused (reader)");
+    is_int(sidecar_open(a, l2, 1, &sc), -EEXIST,
+           "follow: mismatched _name refused (writer)");
+    is_int(sidecar_copy(a, l2, b, "z"), -EEXIST,
+           "follow: mismatched _name refused (copy)");
+    is_int(sidecar_remove(a, l2), 0, "follow: remove hashed");
+    ok(!exists(pb), "follow: hashed removed");
+    ok(val_is(a, l1, "k", "mine"), "follow: other name untouched");
+
+    /* remove */
+    is_int(sidecar_remove(a, "short"), 0, "follow: remove");
+    sidecar_path(a, "short", pa, sizeof pa);
+    ok(!exists(pa), "follow: removed");
+    is_int(sidecar_remove(a, "short"), 0, "follow: remove again is fine");
+    is_int(sidecar_remove(mkpath("%s/%s", "nodir"), "q"), 0,
+           "follow: remove without folder");
+    is_int(sidecar_remove(a, "a/b"), -EINVAL, "follow: bad name refused");
+
+    /* the root's own database */
+    is_int(put_commit(a, "", "root", "r"), 0, "follow: root db");
+    is_int(sidecar_copy(a, "", b, "asentry"), 0, "follow: root -> entry");
+    ok(val_is(b, "asentry", "root", "r"), "follow: root content copied");
+
+    is_int(count_prefix(mkpath("%s/fa/%s", ".mirrordav"), ".tmp-") +
+           count_prefix(mkpath("%s/fb/%s", ".mirrordav"), ".tmp-"), 0,
+           "follow: no temp left");
+    free(l1);
+    free(l2);
+}
+
+static void test_lock(void)
+{
+    char *dir = mkpath("%s/lock%s", "");
+    sidecar *w;
+    pid_t pid;
+    int st, fd, r, i, go[2];
+    char b = 'g';
+
+    mkdir_p(dir);
+    ok(pipe(go) == 0, "lock: pipe");
+    /* Fork before locking: a child forked while the lock is held would
+     * share the parent's open file description, and with it the lock. */
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        sidecar *c;
+        void *v;
+        size_t vl;
+        int code = 1;
+
+        alarm(10);  /* never hang the suite */
+        close(go[1]);
+        if (read(go[0], &b, 1) != 1)
+            _exit(4);
+        if (sidecar_open(dir, "f", 1, &c) == 0) {
+            /* Serialised: the parent's commit is visible now. */
+            if (sidecar_get(c, "k", 1, &v, &vl) == 0) {
+                code = vl == 6 && memcmp(v, "parent", 6) == 0 ? 0 : 3;
+                free(v);
+            } else {
+                code = 2;
+            }
+            sidecar_close(c);
+        }
+        _exit(code);
+    }
+    ok(pid > 0, "lock: fork");
+    close(go[0]);
+
+    is_int(sidecar_open(dir, "f", 1, &w), 0, "lock: writer holds lock");
+    is_int(sidecar_put(w, "k", 1, "parent", 6), 0, "lock: parent change");
+
+    fd = open(mkpath("%s/lock/.mirrordav/%s", ".lock"), O_RDONLY);
+    ok(fd >= 0, "lock: lock file exists");
+    r = flock(fd, LOCK_EX | LOCK_NB);
+    ok(r == -1 && errno == EWOULDBLOCK, "lock: another open file can't lock");
+    close(fd);
+
+    is_int(write(go[1], &b, 1), 1, "lock: child told to lock");
+    close(go[1]);
+    for (i = 0; i < 30; i++) {    /* give the child time to block */
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+        nanosleep(&ts, NULL);
+    }
+    is_int(waitpid(pid, &st, WNOHANG), 0, "lock: second writer waits");
+    is_int(sidecar_commit(w), 0, "lock: parent commits");
+    sidecar_close(w);
+    is_int(waitpid(pid, &st, 0), pid, "lock: child finished");
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+       "lock: child got the lock after close and saw the commit (%d)", st);
+
+    /* Readers never block. */
+    is_int(sidecar_open(dir, "f", 1, &w), 0, "lock: writer again");
+    ok(val_is(dir, "f", "k", "parent"), "lock: reader not blocked by writer");
+    sidecar_close(w);
+}
+
+int main(void)
+{
+    snprintf(root, sizeof root, "/tmp/test_sidecar-XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    test_reserved();
+    test_paths();
+    test_missing();
+    test_kv();
+    test_noop();
+    test_atomic();
+    test_size();
+    test_record();
+    test_optimistic();
+    test_follow();
+    test_lock();
+
+    nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return done_testing();
+}
