@@ -11,4 +11,7 @@ typedef struct {
     const char *summary;
 } mirrordav_command;
 
+int cmd_sidecar(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+
 #endif

@@ -19,6 +19,8 @@ static int cmd_help(int argc, char **argv);
 static const mirrordav_command commands[] = {
     {"help", cmd_help, "show this help"},
     {"version", cmd_version, "print the version"},
+    {"sidecar", cmd_sidecar, "get|set|del|list|dump a file's metadata"},
+    {"fsck", cmd_fsck, "check (--repair: fix) sidecars against the data"},
     {NULL, NULL, NULL},
 };
 
