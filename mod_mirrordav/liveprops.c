@@ -6,19 +6,22 @@
  */
 #include <string.h>
 
+#include "apr_date.h"
 #include "apr_strings.h"
 #include "apr_time.h"
 #include "mirrordav.h"
 #include "sidecar/sidecar.h"
 
-enum { NS_DAV, NS_MIRRORDAV };
+enum { NS_DAV, NS_MIRRORDAV, NS_WIN32 };
 
 enum {
     PROPID_sha1 = 1,
     PROPID_content_version,
+    PROPID_win32_mtime,
 };
 
-static const char *const namespace_uris[] = {"DAV:", MIRRORDAV_NS, NULL};
+static const char *const namespace_uris[] = {
+    "DAV:", MIRRORDAV_NS, "urn:schemas-microsoft-com:", NULL};
 
 static const dav_liveprop_spec props[] = {
     {NS_DAV, "creationdate", DAV_PROPID_creationdate, 0},
@@ -27,6 +30,9 @@ static const dav_liveprop_spec props[] = {
     {NS_DAV, "getlastmodified", DAV_PROPID_getlastmodified, 0},
     {NS_MIRRORDAV, "sha1", PROPID_sha1, 0},
     {NS_MIRRORDAV, "content-version", PROPID_content_version, 0},
+    /* Stored as a dead property; known here only to validate its date
+     * before PROPPATCH changes anything (propdb.c sets the mtime). */
+    {NS_WIN32, "Win32LastModifiedTime", PROPID_win32_mtime, 1},
     {0, NULL, 0, 0},
 };
 
@@ -134,11 +140,28 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
 
 static int is_writable(const dav_resource *resource, int propid)
 {
-    return 0;
+    return propid == PROPID_win32_mtime;
+}
+
+static dav_error *patch_validate(const dav_resource *resource,
+                                 const apr_xml_elem *elem, int operation,
+                                 void **context, int *defer_to_dead)
+{
+    if (operation == DAV_PROP_OP_SET &&
+        apr_date_parse_rfc(dav_xml_get_cdata(elem, resource->pool, 1)) ==
+            APR_DATE_BAD) {
+        *defer_to_dead = 0;
+        return mirrordav_error(resource->pool, HTTP_BAD_REQUEST, 0,
+                               "Win32LastModifiedTime is not an RFC 1123 "
+                               "date.");
+    }
+    *defer_to_dead = 1;
+    return NULL;
 }
 
 static const dav_hooks_liveprop hooks_liveprop = {
-    insert_prop, is_writable, namespace_uris, NULL, NULL, NULL, NULL, NULL,
+    insert_prop, is_writable, namespace_uris, patch_validate,
+    NULL,        NULL,        NULL,           NULL,
 };
 
 static int find_liveprop(const dav_resource *resource, const char *ns_uri,

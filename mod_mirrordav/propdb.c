@@ -1,10 +1,16 @@
 /*
  * Dead properties, kept in the entry's sidecar database.
  *
- * Each property is stored under the key "P{namespace}name" as the complete
- * XML element, with its own namespace declarations and xml:lang, exactly
- * as the client sent it (apr_xml_to_text, FULL_NS_LANG), so PROPFIND emits
- * it without any namespace bookkeeping.
+ * Each property is stored under the key "P{namespace}name".  The value is
+ * compact, because a sidecar with a dozen small properties must fit one
+ * 4 KiB block:
+ *
+ *     PREFIX \0 LANG \0 DECLS \0 INNER
+ *
+ * INNER is the element's content as the client sent it (apr_xml_to_text),
+ * its elements prefixed "nsN"; DECLS declares exactly the prefixes INNER
+ * uses; PREFIX is the N of the element's own namespace (empty: none);
+ * LANG is its xml:lang.  PROPFIND rebuilds the element from these.
  *
  * PROPPATCH is all-or-nothing: every store or remove rewrites the pending
  * database to a temporary file (so a full disk is reported against the
@@ -12,7 +18,7 @@
  * one fails, and close() publishes the result with one fsync + rename.
  *
  * Storing Win32LastModifiedTime also sets the file's mtime, which is what
- * the Windows WebDAV client means by it.
+ * the Windows WebDAV client means by it (liveprops.c validates the date).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -116,6 +122,98 @@ static dav_error *db_define_namespaces(dav_db *db, dav_xmlns_info *xi)
     return NULL; /* every stored value declares its own */
 }
 
+/* Marks every namespace used below ELEM (not ELEM itself). */
+static void mark_used(const apr_xml_elem *elem, char *used, int n)
+{
+    const apr_xml_elem *c;
+    const apr_xml_attr *a;
+
+    for (c = elem->first_child; c; c = c->next) {
+        if (c->ns >= 0 && c->ns < n)
+            used[c->ns] = 1;
+        for (a = c->attr; a; a = a->next)
+            if (a->ns >= 0 && a->ns < n)
+                used[a->ns] = 1;
+        mark_used(c, used, n);
+    }
+}
+
+static const char *encode_value(apr_pool_t *p, const apr_xml_elem *elem,
+                                apr_array_header_t *namespaces,
+                                apr_size_t *vlen)
+{
+    int n = namespaces ? namespaces->nelts : 0, i;
+    char *used = apr_pcalloc(p, n + 1);
+    const char *inner, *decls = "", *prefix = "";
+    apr_size_t ilen;
+    char *v, *w;
+
+    mark_used(elem, used, n);
+    for (i = 0; i < n; i++)
+        if (used[i] && i != elem->ns)
+            decls = apr_psprintf(
+                p, "%s xmlns:ns%d=\"%s\"", decls, i,
+                apr_xml_quote_string(
+                    p, APR_XML_GET_URI_ITEM(namespaces, i), 1));
+    if (elem->ns >= 0)
+        prefix = apr_itoa(p, elem->ns);
+    apr_xml_to_text(p, elem, APR_XML_X2T_INNER, namespaces, NULL, &inner,
+                    &ilen);
+    {
+        const char *lang = elem->lang ? elem->lang : "";
+        apr_size_t pl = strlen(prefix), ll = strlen(lang), dl = strlen(decls);
+
+        *vlen = pl + ll + dl + ilen + 3;
+        w = v = apr_palloc(p, *vlen);
+        memcpy(w, prefix, pl);
+        w += pl;
+        *w++ = '\0';
+        memcpy(w, lang, ll);
+        w += ll;
+        *w++ = '\0';
+        memcpy(w, decls, dl);
+        w += dl;
+        *w++ = '\0';
+        memcpy(w, inner, ilen);
+    }
+    return v;
+}
+
+static const char *decode_value(apr_pool_t *p, const dav_prop_name *name,
+                                const char *v, apr_size_t vlen)
+{
+    const char *end = v + vlen, *prefix = v, *lang, *decls, *inner;
+    const char *qname, *nsdecl = "", *langattr = "";
+
+    lang = memchr(prefix, '\0', end - prefix);
+    decls = lang ? memchr(lang + 1, '\0', end - lang - 1) : NULL;
+    if (!lang || !decls)
+        return ""; /* not ours: emit nothing rather than broken XML */
+    lang++;
+    decls++;
+    inner = memchr(decls, '\0', end - decls);
+    if (!inner)
+        return "";
+    inner++;
+    if (*prefix) {
+        qname = apr_pstrcat(p, "ns", prefix, ":", name->name, NULL);
+        nsdecl = apr_pstrcat(p, " xmlns:ns", prefix, "=\"",
+                             apr_xml_quote_string(p, name->ns, 1), "\"",
+                             NULL);
+    }
+    else
+        qname = name->name;
+    if (*lang)
+        langattr = apr_pstrcat(p, " xml:lang=\"",
+                               apr_xml_quote_string(p, lang, 1), "\"", NULL);
+    if (inner == end)
+        return apr_pstrcat(p, "<", qname, nsdecl, decls, langattr, "/>",
+                           NULL);
+    return apr_pstrcat(p, "<", qname, nsdecl, decls, langattr, ">",
+                       apr_pstrmemdup(p, inner, end - inner), "</", qname,
+                       ">", NULL);
+}
+
 static dav_error *db_output_value(dav_db *db, const dav_prop_name *name,
                                   dav_xmlns_info *xi, apr_text_header *phdr,
                                   int *found)
@@ -130,7 +228,7 @@ static dav_error *db_output_value(dav_db *db, const dav_prop_name *name,
         return NULL;
     if (rv != 0)
         return sc_error(db, rv, "Could not read a property");
-    apr_text_append(db->pool, phdr, apr_pstrmemdup(db->pool, val, vlen));
+    apr_text_append(db->pool, phdr, decode_value(db->pool, name, val, vlen));
     free(val);
     *found = 1;
     return NULL;
@@ -185,8 +283,7 @@ static dav_error *db_store(dav_db *db, const dav_prop_name *name,
     const char *text;
     int rv;
 
-    apr_xml_to_text(db->pool, elem, APR_XML_X2T_FULL_NS_LANG,
-                    mapping->namespaces, NULL, &text, &vlen);
+    text = encode_value(db->pool, elem, mapping->namespaces, &vlen);
     rv = sidecar_put(db->sc, key, klen, text, vlen);
     if (rv == 0)
         rv = sidecar_prepare(db->sc);
