@@ -27,6 +27,7 @@ typedef struct {
     const char *live;     /* volume/live: the served tree */
     const char *state;    /* volume/state */
     int fsync;            /* fsync before acknowledging; -1 = unset (on) */
+    int hash;             /* SHA-1 on receipt; -1 = unset (on) */
     apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
 } mirrordav_conf;
 
@@ -42,6 +43,7 @@ extern module AP_MODULE_DECLARE_DATA mirrordav_module;
 
 const mirrordav_conf *mirrordav_get_conf(request_rec *r);
 int mirrordav_fsync_enabled(const mirrordav_conf *conf);
+int mirrordav_hash_enabled(const mirrordav_conf *conf);
 
 /* paths.c */
 typedef enum {

@@ -26,6 +26,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
         conf->root_uri = apr_pstrmemdup(p, dir, n);
     }
     conf->fsync = -1;
+    conf->hash = -1;
     conf->max_decoded = -1;
     return conf;
 }
@@ -42,6 +43,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->live = add->live ? add->live : base->live;
     conf->state = add->state ? add->state : base->state;
     conf->fsync = add->fsync != -1 ? add->fsync : base->fsync;
+    conf->hash = add->hash != -1 ? add->hash : base->hash;
     conf->max_decoded =
         add->max_decoded != -1 ? add->max_decoded : base->max_decoded;
     return conf;
@@ -72,6 +74,12 @@ static const char *set_fsync(cmd_parms *cmd, void *dconf, int on)
     return NULL;
 }
 
+static const char *set_hash(cmd_parms *cmd, void *dconf, int on)
+{
+    ((mirrordav_conf *)dconf)->hash = on;
+    return NULL;
+}
+
 static const char *set_max_decoded(cmd_parms *cmd, void *dconf,
                                    const char *arg)
 {
@@ -91,6 +99,9 @@ static const command_rec commands[] = {
     AP_INIT_FLAG("MirrorDAVFsync", set_fsync, NULL, ACCESS_CONF,
                  "fsync data and directories before acknowledging a write "
                  "(default On)"),
+    AP_INIT_FLAG("MirrorDAVHash", set_hash, NULL, ACCESS_CONF,
+                 "compute and record the SHA-1 of every upload (default On; "
+                 "Off only to measure its cost)"),
     AP_INIT_TAKE1("MirrorDAVMaxDecodedSize", set_max_decoded, NULL,
                   ACCESS_CONF,
                   "largest decoded size of a gzip-encoded body, in bytes"),
@@ -105,6 +116,11 @@ const mirrordav_conf *mirrordav_get_conf(request_rec *r)
 int mirrordav_fsync_enabled(const mirrordav_conf *conf)
 {
     return conf->fsync != 0;
+}
+
+int mirrordav_hash_enabled(const mirrordav_conf *conf)
+{
+    return conf->hash != 0;
 }
 
 /* Sends STATUS with a one-line plain body naming the cause. */

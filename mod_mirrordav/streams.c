@@ -84,10 +84,12 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     if (fchmod(s->fd, 0644) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
                                      "Could not set the file mode", s->tmp);
-    s->sha1 = EVP_MD_CTX_new();
-    if (!s->sha1 || EVP_DigestInit_ex(s->sha1, EVP_sha1(), NULL) != 1)
-        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
-                               "Could not start the SHA-1 digest.");
+    if (mirrordav_hash_enabled(info->conf)) {
+        s->sha1 = EVP_MD_CTX_new();
+        if (!s->sha1 || EVP_DigestInit_ex(s->sha1, EVP_sha1(), NULL) != 1)
+            return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                                   "Could not start the SHA-1 digest.");
+    }
     s->buf = apr_palloc(p, STREAM_BUF);
     *stream = s;
     return NULL;
@@ -117,7 +119,7 @@ dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
 {
     const char *b = buf;
 
-    if (EVP_DigestUpdate(s->sha1, buf, len) != 1)
+    if (s->sha1 && EVP_DigestUpdate(s->sha1, buf, len) != 1)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
     s->size += len;
@@ -168,10 +170,14 @@ static void record_receipt(dav_stream *s, const struct stat *st,
     if (rv == 0) {
         rv = sidecar_get_record(sc, &rec);
         if (rv == 0 || rv == -ENOENT) {
-            for (i = 0; i < 20; i++)
-                snprintf(rec.sha1 + 2 * i, 3, "%02x", md[i]);
             rec.version++;
-            rec.sha1_version = rec.version;
+            if (md) {
+                for (i = 0; i < 20; i++)
+                    snprintf(rec.sha1 + 2 * i, 3, "%02x", md[i]);
+                rec.sha1_version = rec.version;
+            }
+            else
+                rec.sha1[0] = '\0'; /* fsck --repair computes it */
             rec.size = (uint64_t)st->st_size;
             rec.mtime = (int64_t)st->st_mtime;
             rv = sidecar_set_record(sc, &rec);
@@ -231,7 +237,8 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
                                      "Could not write the file", s->tmp);
     }
     s->fd = -1;
-    if (EVP_DigestFinal_ex(s->sha1, md, &mdlen) != 1 || mdlen != 20)
+    if (s->sha1 && (EVP_DigestFinal_ex(s->sha1, md, &mdlen) != 1 ||
+                    mdlen != 20))
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
 
@@ -249,7 +256,7 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         (err = mirrordav_fsync_dir(s->p, mirrordav_dirname(s->p, info->path))))
         return err;
 
-    record_receipt(s, &st, md, r);
+    record_receipt(s, &st, s->sha1 ? md : NULL, r);
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
     return NULL;
