@@ -5,6 +5,8 @@
  *   paths.c          URI -> volume path mapping and its safety rules
  *   repos.c          resources: lookup, MKCOL, COPY, MOVE, DELETE, GET
  *   streams.c        PUT: temp file, fsync, rename
+ *   encoding.c       content codings of request bodies (gzip)
+ *   gzip_input.c     the streaming gzip decoder (no httpd dependency)
  *   walker.c         depth walks over the tree
  *   liveprops.c      DAV: and mirrordav live properties
  *   propdb.c         dead properties in the sidecar databases
@@ -88,6 +90,14 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
 dav_error *mirrordav_write_stream(dav_stream *stream, const void *buf,
                                   apr_size_t bufsize);
 dav_error *mirrordav_close_stream(dav_stream *stream, int commit);
+
+/* encoding.c */
+struct gzin;
+/* Sets *GZIP when the body is gzip-encoded; 415 for any other coding. */
+dav_error *mirrordav_body_coding(request_rec *r, int *gzip);
+dav_error *mirrordav_gzip_error(request_rec *r, const struct gzin *g,
+                                int rc);
+apr_uint64_t mirrordav_decoded_limit(const mirrordav_conf *conf);
 
 /* walker.c */
 dav_error *mirrordav_walk(const dav_walk_params *params, int depth,

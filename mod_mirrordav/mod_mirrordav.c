@@ -165,6 +165,16 @@ static int map_to_storage(request_rec *r)
     return OK; /* no <Directory> walk, no .htaccess in the volume */
 }
 
+/* RFC 7694: tell clients that request bodies may be sent gzip-encoded. */
+static int fixups(request_rec *r)
+{
+    const mirrordav_conf *conf = mirrordav_get_conf(r);
+
+    if (conf && conf->live && r->method_number == M_OPTIONS)
+        apr_table_setn(r->headers_out, "Accept-Encoding", "gzip");
+    return DECLINED;
+}
+
 static const dav_provider provider = {
     &mirrordav_hooks_repository,
     &mirrordav_hooks_propdb,
@@ -179,6 +189,7 @@ static void register_hooks(apr_pool_t *p)
 {
     ap_hook_translate_name(translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(map_to_storage, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_fixups(fixups, NULL, NULL, APR_HOOK_MIDDLE);
     mirrordav_register_liveprop_hooks();
     mirrordav_register_liveprops(p);
     dav_register_provider(p, "mirrordav", &provider);

@@ -1,8 +1,9 @@
 /*
- * PUT streams.  The body is written to a temporary file in the target
- * directory's sidecar folder (same file system, never visible over
- * WebDAV), hashed with SHA-1 as it streams, fsynced, and renamed over the
- * target; only then does mod_dav answer.  A reader sees the old file or
+ * PUT streams.  The body (gzip-decoded on the way when it is sent so) is
+ * written to a temporary file in the target directory's sidecar folder
+ * (same file system, never visible over WebDAV), hashed with SHA-1 as it
+ * streams, fsynced, and renamed over the target; only then does mod_dav
+ * answer.  A reader sees the old file or
  * the new one, and a crash leaves the old one plus a temp file that fsck
  * removes.
  */
@@ -16,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "apr_strings.h"
+#include "gzip_input.h"
 #include "mirrordav.h"
 #include "sidecar/sidecar.h"
 
@@ -30,7 +32,11 @@ struct dav_stream {
     apr_off_t size;
     char *buf; /* mod_dav hands us 2 KiB pieces: batch the writes */
     apr_size_t used;
+    gzin *gz;            /* decoder when the body is gzip-encoded */
+    dav_error *sink_err; /* why the decoder's sink stopped */
 };
+
+static int gz_sink(void *ctx, const void *buf, size_t len);
 
 static apr_status_t stream_cleanup(void *data)
 {
@@ -45,6 +51,8 @@ static apr_status_t stream_cleanup(void *data)
     if (s->sha1)
         EVP_MD_CTX_free(s->sha1);
     s->sha1 = NULL;
+    gzin_destroy(s->gz);
+    s->gz = NULL;
     return APR_SUCCESS;
 }
 
@@ -56,7 +64,11 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     const char *dir = mirrordav_dirname(p, info->path);
     struct stat st;
     dav_stream *s;
+    dav_error *err;
+    int gzip;
 
+    if ((err = mirrordav_body_coding(info->r, &gzip)) != NULL)
+        return err;
     if (mode != DAV_MODE_WRITE_TRUNC)
         return mirrordav_error(p, HTTP_NOT_IMPLEMENTED, 0,
                                "Partial PUT is not supported; use "
@@ -91,6 +103,10 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
                                    "Could not start the SHA-1 digest.");
     }
     s->buf = apr_palloc(p, STREAM_BUF);
+    if (gzip && gzin_create(&s->gz, mirrordav_decoded_limit(info->conf),
+                            gz_sink, s) != GZIN_OK)
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Could not start the gzip decoder.");
     *stream = s;
     return NULL;
 }
@@ -114,8 +130,8 @@ static dav_error *flush_buf(dav_stream *s)
     return NULL;
 }
 
-dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
-                                  apr_size_t len)
+static dav_error *write_data(dav_stream *s, const void *buf,
+                             apr_size_t len)
 {
     const char *b = buf;
 
@@ -137,6 +153,33 @@ dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
             return err;
     }
     return NULL;
+}
+
+/* Decoded bytes from the gzip decoder. */
+static int gz_sink(void *ctx, const void *buf, size_t len)
+{
+    dav_stream *s = ctx;
+
+    s->sink_err = write_data(s, buf, len);
+    return s->sink_err ? 1 : 0;
+}
+
+static dav_error *decoder_error(dav_stream *s, int rc)
+{
+    if (rc > 0 && s->sink_err)
+        return s->sink_err;
+    return mirrordav_gzip_error(s->resource->info->r, s->gz, rc);
+}
+
+dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
+                                  apr_size_t len)
+{
+    int rc;
+
+    if (!s->gz)
+        return write_data(s, buf, len);
+    rc = gzin_feed(s->gz, buf, len);
+    return rc == GZIN_OK ? NULL : decoder_error(s, rc);
 }
 
 /* X-OC-Mtime: decimal Unix seconds, optionally with a fraction. */
@@ -193,6 +236,17 @@ static void record_receipt(dav_stream *s, const struct stat *st,
                       path);
 }
 
+/* Ends decoding (the gzip trailer is checked here) and flushes. */
+static dav_error *finish_data(dav_stream *s)
+{
+    if (s->gz) {
+        int rc = gzin_finish(s->gz);
+        if (rc != GZIN_OK)
+            return decoder_error(s, rc);
+    }
+    return flush_buf(s);
+}
+
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
 {
     const dav_resource *resource = s->resource;
@@ -210,8 +264,11 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         stream_cleanup(s);
         return NULL;
     }
-    if ((err = flush_buf(s)) != NULL)
+    err = finish_data(s);
+    if (err) {
+        stream_cleanup(s); /* nothing of a refused body stays */
         return err;
+    }
 
     have_mtime =
         parse_oc_mtime(apr_table_get(r->headers_in, "X-OC-Mtime"), &times[1]);
