@@ -161,7 +161,8 @@ diag 'pigz not installed: only gzip was used' unless $have_pigz;
     system("for i in 1 2 3 4 5 6 7 8 9 10; do cat $tmp/gig.gz; done > $tmp/bomb.gz") == 0 or die;
     diag sprintf 'bomb: %.1f MiB compressed, 10 GiB decoded', (-s "$tmp/bomb.gz") / 1048576;
 
-    my %start = map { $_ => rss($_) } $s->children;
+    my %start = map { ($_ => rss($_)) } $s->children;
+    ok scalar(grep { $_ > 0 } values %start) >= 1, 'sampling the RSS of ' . scalar(keys %start) . ' httpd children';
     my $pid = fork // die;
     if (!$pid) {
         open STDOUT, '>', '/dev/null';
@@ -179,13 +180,14 @@ diag 'pigz not installed: only gzip was used' unless $have_pigz;
     like slurp("$tmp/bomb.reply") // '', qr/MaxDecodedSize/, 'the bomb is refused, naming the limit';
     ok !-e "$live/bomb.bin", 'nothing of it on disk';
     is temp_files(), 0, 'no temp file left';
+    diag join ', ', map { sprintf '%d: %d -> %d KiB', $_, $start{$_}, $peak{$_} } sort keys %start;
     cmp_ok $grew, '<=', 16 * 1024, sprintf('httpd child RSS grew by %.1f MiB (at most 16)', $grew / 1024);
 }
 
 sub rss {
     my ($pid) = @_;
     open my $fh, '<', "/proc/$pid/status" or return 0;
-    while (<$fh>) { return $1 if /^VmRSS:\s+(\d+)/ }
+    while (my $line = <$fh>) { return $1 if $line =~ /^VmRSS:\s+(\d+)/ }
     return 0;
 }
 
