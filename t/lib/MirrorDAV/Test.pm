@@ -12,6 +12,7 @@ use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
 use IO::Socket::INET;
 use POSIX ();
+use Scalar::Util ();
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
@@ -24,6 +25,8 @@ my $TOP   = $ENV{MIRRORDAV_TOP}   || do {
     $d;
 };
 my $BUILD = $ENV{MIRRORDAV_BUILD} || "$TOP/build";
+
+our %LIVE;   # servers started by this process, weakly held
 
 sub top   { $TOP }
 sub build { $BUILD }
@@ -45,10 +48,11 @@ sub start_server {
     chmod 0755, $base;
     my $self = bless {
         base   => $base,
-        volume => "$base/volume",
+        volume => $o{volume} // "$base/volume",
         run    => "$base/run",
         port   => free_port(),
         opts   => \%o,
+        owner  => $$,
     }, $class;
     $self->{live} = "$self->{volume}/live";
     $self->{url}  = "http://127.0.0.1:$self->{port}";
@@ -64,7 +68,22 @@ sub start_server {
     }
     $self->{conf} = $conf;
     $self->_launch;
+    $LIVE{"$self"} = $self;
+    Scalar::Util::weaken($LIVE{"$self"});
     return $self;
+}
+
+# Servers still alive when the test script ends (say, one captured by a
+# named sub) are stopped here, while Test::More can still say whether the
+# run passed, rather than in global destruction.
+END {
+    my $died = $?;   # a script that died keeps its run directory too
+    local $?;
+    for my $k (keys %LIVE) {
+        my $s = delete $LIVE{$k} or next;
+        $s->{keep} = 1 if $died;
+        $s->DESTROY;
+    }
 }
 
 sub _launch {
@@ -156,9 +175,12 @@ sub restart {
 sub DESTROY {
     my ($self) = @_;
     local $?;
+    delete $LIVE{"$self"};
+    return if $self->{destroyed}++;
+    return if ($self->{owner} // $$) != $$;   # a forked child's copy
     $self->stop;
     my $tb = Test::More->builder;
-    if ($tb->is_passing) {
+    if ($tb->is_passing && !$self->{keep}) {
         remove_tree($self->{base});
     } else {
         Test::More::diag("kept $self->{base} for inspection\n" . $self->log_tail);
@@ -175,6 +197,56 @@ sub request {
     my %args = (headers => $headers // {});
     $args{content} = $content if defined $content;
     return http()->request($method, $self->url($path), \%args);
+}
+
+# raw_request(METHOD, TARGET, {headers...}, CONTENT): sends the request line
+# exactly as given (no normalisation or escaping of TARGET: for dot segments,
+# encoded slashes, NULs) on a fresh connection; returns
+# { status, reason, headers => {lowercased name => value}, content }.
+sub raw_request {
+    my ($self, $method, $target, $headers, $content) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $self->{port}, Timeout => 10)
+        or die "connect: $!";
+    binmode $sock;
+    my $req = "$method $target HTTP/1.1\r\nHost: 127.0.0.1:$self->{port}\r\n"
+            . "Connection: close\r\n";
+    $headers //= {};
+    $req .= "$_: $headers->{$_}\r\n" for sort keys %$headers;
+    $req .= "Content-Length: " . length($content) . "\r\n" if defined $content;
+    $req .= "\r\n" . ($content // '');
+    print $sock $req;
+    my ($buf, $deadline) = ('', time + 120);
+    my $sel = '';
+    vec($sel, fileno($sock), 1) = 1;
+    while (time < $deadline) {
+        my $rin = $sel;
+        next unless select($rin, undef, undef, 1);
+        my $n = sysread($sock, $buf, 65536, length $buf);
+        last unless $n;
+    }
+    close $sock;
+    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    my ($status_line, @lines) = split /\r\n/, $head // '';
+    my ($status, $reason) = ($status_line // '') =~ m{^HTTP/\S+ (\d{3}) ?(.*)$};
+    my %h;
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        $h{lc $k} = exists $h{lc $k} ? "$h{lc $k}, $v" : $v;
+    }
+    $body //= '';
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        my $out = '';
+        while ($body =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $len = hex $1;
+            last unless $len;
+            $out .= substr($body, 0, $len, '');
+            $body =~ s/^\r\n//;
+        }
+        $body = $out;
+    }
+    return { status => $status // 599, reason => $reason // '',
+             headers => \%h, content => $body };
 }
 
 sub put    { my ($s, $p, $c, $h) = @_; $s->request('PUT', $p, $h, $c) }

@@ -1,0 +1,175 @@
+#!/usr/bin/env perl
+# Writes are atomic (SPEC section 2): (a) readers see the old file or the new
+# one, never a mix, while 64 MiB PUTs rewrite it; (b) a server killed with -9
+# in the middle of a PUT leaves the old file, and the temporary file it was
+# writing never shows over WebDAV.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use File::Temp ();
+use Digest::SHA ();
+use HTTP::Tiny;
+use IO::Socket::INET;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use MirrorDAV::Test qw(slurp spew sha1_file random_file);
+
+my $srv  = MirrorDAV::Test->start_server;
+my $live = $srv->live;
+my $tmp  = File::Temp::tempdir('atomic-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $SIZE = 64 << 20;
+
+sub curl_put {
+    my ($path, $file) = @_;
+    my $code = `curl -s -o /dev/null -w '%{http_code}' --max-time 120 -T '$file' '${\$srv->url($path)}'`;
+    return $code;
+}
+
+# Polls COND every 20 ms until it is true or SECONDS pass; returns its value.
+sub wait_for {
+    my ($seconds, $cond) = @_;
+    my $deadline = time + $seconds;
+    while (1) {
+        my $v = $cond->();
+        return $v if $v || time > $deadline;
+        sleep 0.02;
+    }
+}
+
+# ------------------------------------------------ (a) readers never see a mix
+my $A = random_file("$tmp/A", $SIZE);
+my $B = random_file("$tmp/B", $SIZE);
+my %sha = (sha1_file($A) => 'A', sha1_file($B) => 'B');
+is(scalar(keys %sha), 2, 'A and B differ');
+
+like(curl_put('/dav/big.bin', $A), qr/^20[14]$/, 'PUT version A');
+is(sha1_file("$live/big.bin"), sha1_file($A), 'version A stored');
+
+# The reader: GETs in a loop, one line per response, until told to stop.
+my $results = "$tmp/gets";
+my $stop    = "$tmp/stop";
+my @readers;
+for my $n (1 .. 2) {
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open my $out, '>>', $results or POSIX::_exit(2);
+        $out->autoflush(1);
+        my $http = HTTP::Tiny->new(timeout => 60, keep_alive => 1);
+        until (-e $stop) {
+            my $d = Digest::SHA->new(1);
+            my $got = 0;
+            my $res = $http->get($srv->url('/dav/big.bin'), { data_callback => sub {
+                $d->add($_[0]);
+                $got += length $_[0];
+            } });
+            printf $out "%s %d %s %s\n", $res->{status}, $got,
+                $res->{headers}{'content-length'} // '-', $d->hexdigest;
+        }
+        close $out;
+        POSIX::_exit(0);
+    }
+    push @readers, $pid;
+}
+
+sub gets_so_far { my $t = slurp($results) // ''; scalar(() = $t =~ /\n/g) }
+
+ok(wait_for(30, sub { gets_so_far() >= 1 }), 'the readers are running');
+my ($puts, @put_codes) = (0);
+my $deadline = time + 150;
+while (($puts < 50 || gets_so_far() < 20) && time < $deadline) {
+    my $file = $puts % 2 ? $A : $B;
+    push @put_codes, curl_put('/dav/big.bin', $file);
+    $puts++;
+}
+my $last = $puts % 2 ? 'B' : 'A';   # the last PUT sent
+spew($stop, '');
+for my $pid (@readers) {
+    my $ok = wait_for(60, sub { waitpid($pid, POSIX::WNOHANG()) == $pid });
+    unless ($ok) { kill 'KILL', $pid; waitpid($pid, 0) }
+}
+
+cmp_ok($puts, '>=', 50, "$puts PUT rewrites");
+my @bad_puts = grep { !/^20[14]$/ } @put_codes;
+is(scalar(@bad_puts), 0, 'every PUT succeeded') or diag("codes: @bad_puts");
+
+my @lines = split /\n/, slurp($results) // '';
+cmp_ok(scalar(@lines), '>=', 20, scalar(@lines) . ' GETs completed meanwhile');
+my (%seen, @bad);
+for my $l (@lines) {
+    my ($status, $got, $clen, $sum) = split ' ', $l;
+    if ($status eq '200' && $got == $SIZE && $clen eq $SIZE && $sha{$sum}) {
+        $seen{$sha{$sum}}++;
+    } else {
+        push @bad, $l;
+    }
+}
+is(scalar(@bad), 0, 'every GET returned all of A or all of B')
+    or diag("bad GETs (status bytes content-length sha1):\n" . join "\n", @bad[0 .. ($#bad > 19 ? 19 : $#bad)]);
+note('GETs saw A ' . ($seen{A} // 0) . ' times, B ' . ($seen{B} // 0) . ' times');
+is(sha1_file("$live/big.bin"), sha1_file($last eq 'A' ? $A : $B), "the file ends as the last PUT ($last)");
+my @tmps = glob("$live/.mirrordav/.put-*");
+is(scalar(@tmps), 0, 'no temporary file is left behind') or diag("@tmps");
+unlink $A, $B;
+
+# ------------------------------------------------ (b) kill -9 in mid-PUT
+my $old = random_file("$tmp/old", 3 << 20);
+my $old_sha = sha1_file($old);
+is(curl_put('/dav/victim.bin', $old), '201', 'PUT the old version');
+is(sha1_file("$live/victim.bin"), $old_sha, 'old version on disk');
+
+local $SIG{PIPE} = 'IGNORE';
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $srv->port,
+                                  Timeout => 10) or die "connect: $!";
+my $body_len = 100 << 20;
+print $sock "PUT /dav/victim.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+          . "Content-Type: application/octet-stream\r\n"
+          . "Content-Length: $body_len\r\n\r\n";
+my $chunk = 'N' x (256 * 1024);      # the new version: far from complete
+my $sent = 0;
+my $temp = wait_for(30, sub {
+    my @t = grep { -s $_ } glob("$live/.mirrordav/.put-*");
+    return $t[0] if @t;
+    if ($sent < (32 << 20)) {
+        defined(syswrite($sock, $chunk)) or return;
+        $sent += length $chunk;
+    }
+    return;
+});
+ok($temp, "the temporary file appeared while the body streams ($sent bytes sent)")
+    or diag("files in live/.mirrordav: " . join ' ', glob("$live/.mirrordav/* $live/.mirrordav/.*"));
+
+$srv->crash;
+close $sock;
+$srv->restart;
+
+my $r = $srv->get('/dav/victim.bin');
+is($r->{status}, 200, 'GET after the crash');
+ok($r->{content} eq slurp($old), 'the old version is intact, byte for byte (GET)')
+    or diag('got ' . length($r->{content}) . ' bytes, sha1 ' . Digest::SHA::sha1_hex($r->{content}));
+is(sha1_file("$live/victim.bin"), $old_sha, 'the old version is intact on disk');
+note('temporary file still on disk after the crash: ' . (-e ($temp // '') ? 'yes' : 'no'));
+if ($temp) {
+    (my $name = $temp) =~ s{.*/}{};
+    is($srv->get("/dav/.mirrordav/$name")->{status}, 404, 'GET of the temporary file is 404');
+}
+
+for my $depth (1, 'infinity') {
+    $r = $srv->propfind('/dav/', $depth);
+    if ($depth eq 'infinity' && $r->{status} == 403) {
+        note('Depth: infinity PROPFIND refused with 403');
+        next;
+    }
+    is($r->{status}, 207, "PROPFIND Depth $depth of the parent");
+    like($r->{content}, qr{/dav/victim\.bin</}, "... lists victim.bin");
+    unlike($r->{content}, qr/\.put-/, '... lists no temporary file');
+    unlike($r->{content}, qr/\.mirrordav/, '... does not list .mirrordav');
+}
+
+# The server works on after the crash: the same file can be rewritten.
+my $new = random_file("$tmp/new", 1 << 20);
+like(curl_put('/dav/victim.bin', $new), qr/^20[14]$/, 'PUT after the restart');
+is(sha1_file("$live/victim.bin"), sha1_file($new), 'the new version is stored');
+
+done_testing;
