@@ -4,6 +4,7 @@
  * Checks the sidecars of the live tree against the data:
  *   orphan        a sidecar whose file or collection is gone
  *   stale-temp    a temporary file left by an interrupted write
+ *   stale-trash   an overwritten destination that could not be removed
  *   unreadable    a sidecar that cannot be opened
  *   missing-hash  a file with no SHA-1 recorded
  *   stale-hash    a SHA-1 recorded for an older content version or size
@@ -16,6 +17,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -174,6 +176,18 @@ static void check_file(fsck_ctx *c, const char *dir, const char *name,
                "recomputed");
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    return remove(path) == 0 ? 0 : -1;
+}
+
+/* Removes a file or a whole tree; an undeletable member fails it. */
+static int remove_all(const char *path)
+{
+    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void check_sidecar_dir(fsck_ctx *c, const char *dir,
                               const strlist *expected)
 {
@@ -199,6 +213,12 @@ static void check_sidecar_dir(fsck_ctx *c, const char *dir,
             if (now - st.st_mtime < STALE_TEMP_SECONDS)
                 continue; /* a write may still be using it */
             report(c, path, "stale-temp", c->repair && unlink(path) == 0,
+                   "removed");
+        }
+        else if (!strncmp(n, ".trash-", 7)) {
+            if (now - st.st_ctime < STALE_TEMP_SECONDS)
+                continue; /* a COPY or MOVE may still be using it */
+            report(c, path, "stale-trash", c->repair && remove_all(path) == 0,
                    "removed");
         }
         else if (strlist_has(expected, n))

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "apr_strings.h"
+#include "apr_uri.h"
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
@@ -126,7 +127,9 @@ int mirrordav_hash_enabled(const mirrordav_conf *conf)
 /* Sends STATUS with a one-line plain body naming the cause. */
 static int refuse(request_rec *r, int status, const char *msg)
 {
-    /* httpd marks the string as a message (not a URL) itself. */
+    /* httpd takes a string that looks like "scheme:..." or "/path" for a
+     * redirect; every message here starts with a capitalised word and a
+     * space, which it never mistakes for one. */
     ap_custom_response(r, status, apr_pstrcat(r->pool, msg, "\n", NULL));
     return status;
 }
@@ -152,26 +155,56 @@ static int translate_name(request_rec *r)
                                                   relpath, NULL)
                                     : conf->live);
     r->canonical_filename = r->filename;
+    /* httpd resets per_dir_config before map_to_storage: remember here
+     * that the request is ours. */
+    ap_set_module_config(r->request_config, &mirrordav_module,
+                         (void *)conf);
     return OK;
 }
 
 static int map_to_storage(request_rec *r)
 {
-    const mirrordav_conf *conf = mirrordav_get_conf(r);
-
-    if (!conf || !conf->live || !r->filename ||
-        strncmp(r->filename, conf->live, strlen(conf->live)) != 0)
+    if (!ap_get_module_config(r->request_config, &mirrordav_module))
         return DECLINED;
     return OK; /* no <Directory> walk, no .htaccess in the volume */
 }
 
-/* RFC 7694: tell clients that request bodies may be sent gzip-encoded. */
+/* mod_dav answers a bad Destination with a generic "Destination URI had
+ * an error"; refuse the reserved name and bad segments with their cause. */
+static int check_destination(request_rec *r, const mirrordav_conf *conf)
+{
+    const char *dest = apr_table_get(r->headers_in, "Destination");
+    const char *relpath;
+    mirrordav_path_status st;
+    apr_uri_t uri;
+    char *path;
+
+    if (!dest || apr_uri_parse(r->pool, dest, &uri) != APR_SUCCESS ||
+        !uri.path)
+        return DECLINED; /* mod_dav reports malformed ones */
+    path = apr_pstrdup(r->pool, uri.path);
+    if (ap_unescape_url(path) != OK)
+        return DECLINED;
+    st = mirrordav_uri_to_relpath(r->pool, conf->root_uri, path, &relpath);
+    if (st == MIRRORDAV_PATH_OK || st == MIRRORDAV_PATH_OUTSIDE)
+        return DECLINED;
+    return refuse(r, mirrordav_path_http_status(st),
+                  apr_pstrcat(r->pool, "Refused destination. ",
+                              mirrordav_path_message(st), NULL));
+}
+
 static int fixups(request_rec *r)
 {
-    const mirrordav_conf *conf = mirrordav_get_conf(r);
+    const mirrordav_conf *conf;
 
-    if (conf && conf->live && r->method_number == M_OPTIONS)
+    if (!ap_get_module_config(r->request_config, &mirrordav_module))
+        return DECLINED;
+    conf = mirrordav_get_conf(r);
+    /* RFC 7694: tell clients that request bodies may be gzip-encoded. */
+    if (r->method_number == M_OPTIONS)
         apr_table_setn(r->headers_out, "Accept-Encoding", "gzip");
+    if (r->method_number == M_COPY || r->method_number == M_MOVE)
+        return check_destination(r, conf);
     return DECLINED;
 }
 

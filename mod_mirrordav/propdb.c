@@ -5,12 +5,13 @@
  * compact, because a sidecar with a dozen small properties must fit one
  * 4 KiB block:
  *
- *     PREFIX \0 LANG \0 DECLS \0 INNER
+ *     PREFIX \0 LANG \0 ATTRS \0 INNER
  *
- * INNER is the element's content as the client sent it (apr_xml_to_text),
- * its elements prefixed "nsN"; DECLS declares exactly the prefixes INNER
- * uses; PREFIX is the N of the element's own namespace (empty: none);
- * LANG is its xml:lang.  PROPFIND rebuilds the element from these.
+ * INNER is the element's content as the client sent it (apr_xml_to_text,
+ * XML-quoted), its elements prefixed "nsN"; ATTRS is the rest of the start
+ * tag: the element's own attributes and the declarations of exactly the
+ * prefixes used below it; PREFIX is the N of the element's own namespace
+ * (empty: none); LANG is its xml:lang.  PROPFIND rebuilds the element.
  *
  * PROPPATCH is all-or-nothing: every store or remove rewrites the pending
  * database to a temporary file (so a full disk is reported against the
@@ -144,17 +145,31 @@ static const char *encode_value(apr_pool_t *p, const apr_xml_elem *elem,
 {
     int n = namespaces ? namespaces->nelts : 0, i;
     char *used = apr_pcalloc(p, n + 1);
+    const apr_xml_attr *a;
     const char *inner, *decls = "", *prefix = "";
     apr_size_t ilen;
     char *v, *w;
 
     mark_used(elem, used, n);
+    for (a = elem->attr; a; a = a->next)
+        if (a->ns >= 0 && a->ns < n)
+            used[a->ns] = 1;
     for (i = 0; i < n; i++)
         if (used[i] && i != elem->ns)
             decls = apr_psprintf(
                 p, "%s xmlns:ns%d=\"%s\"", decls, i,
                 apr_xml_quote_string(
                     p, APR_XML_GET_URI_ITEM(namespaces, i), 1));
+    for (a = elem->attr; a; a = a->next) {
+        if (!strcmp(a->name, "xml:lang"))
+            continue; /* kept as LANG */
+        if (a->ns >= 0)
+            decls = apr_psprintf(p, "%s ns%d:%s=\"%s\"", decls, a->ns,
+                                 a->name, a->value);
+        else
+            decls = apr_psprintf(p, "%s %s=\"%s\"", decls, a->name,
+                                 a->value);
+    }
     if (elem->ns >= 0)
         prefix = apr_itoa(p, elem->ns);
     apr_xml_to_text(p, elem, APR_XML_X2T_INNER, namespaces, NULL, &inner,
@@ -283,6 +298,9 @@ static dav_error *db_store(dav_db *db, const dav_prop_name *name,
     const char *text;
     int rv;
 
+    /* Text and attribute values arrive unescaped; mod_dav_fs quotes the
+     * element in place the same way before storing it. */
+    apr_xml_quote_elem(db->pool, (apr_xml_elem *)elem);
     text = encode_value(db->pool, elem, mapping->namespaces, &vlen);
     rv = sidecar_put(db->sc, key, klen, text, vlen);
     if (rv == 0)

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -454,6 +455,8 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
     return NULL;
 }
 
+static dav_error *settle_trash(dav_resource *dst, dav_error *err);
+
 static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                                 int depth, dav_response **response)
 {
@@ -465,9 +468,19 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                   dst->uri, depth, src->collection, response);
     fill_from_stat(dst);
     if (!err && *response)
-        return mirrordav_error(dst->pool, HTTP_MULTI_STATUS, 0,
-                               "Some members could not be copied.");
-    return err;
+        err = mirrordav_error(dst->pool, HTTP_MULTI_STATUS, 0,
+                              "Some members could not be copied.");
+    if (err && dst->info->trash) {
+        /* Replacing is all or nothing: report the first failure alone. */
+        if (*response)
+            err = mirrordav_error(
+                dst->pool, (*response)->status, 0,
+                apr_pstrcat(dst->pool, "Could not copy ", (*response)->href,
+                            ": ", (*response)->desc ? (*response)->desc : "",
+                            NULL));
+        *response = NULL;
+    }
+    return settle_trash(dst, err);
 }
 
 /* ---------------------------------------------------------------- delete */
@@ -530,6 +543,105 @@ static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
     return NULL;
 }
 
+/*
+ * Overwrite: T makes mod_dav delete the destination before it copies or
+ * moves onto it, which would lose the old data if the copy then failed.
+ * Instead the old destination is renamed aside into its directory's
+ * sidecar folder, restored if the operation fails, and discarded once it
+ * has succeeded.
+ */
+static int is_overwrite_delete(const dav_resource *resource)
+{
+    request_rec *r = resource->info->r;
+
+    /* mod_dav resolves the Destination through a subrequest. */
+    return r && r->main &&
+           (r->method_number == M_COPY || r->method_number == M_MOVE);
+}
+
+static dav_error *set_aside(dav_resource *resource)
+{
+    dav_resource_private *info = resource->info;
+    apr_pool_t *p = resource->pool;
+    const char *dir = mirrordav_dirname(p, info->path);
+    unsigned char rnd[8];
+    char *trash;
+    int i;
+
+    if (sidecar_ensure_dir(dir) != 0)
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                     "Could not prepare the sidecar folder",
+                                     dir);
+    for (i = 0; i < 8; i++) {
+        if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
+            break;
+        trash = apr_psprintf(p, "%s/" SIDECAR_DIR "/.trash-%02x%02x%02x%02x"
+                                "%02x%02x%02x%02x",
+                             dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+                             rnd[5], rnd[6], rnd[7]);
+        if (renameat2(AT_FDCWD, info->path, AT_FDCWD, trash,
+                      RENAME_NOREPLACE) == 0) {
+            info->trash = trash;
+            fill_from_stat(resource);
+            return NULL;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                 "Could not replace the destination",
+                                 info->path);
+}
+
+/* After the COPY or MOVE: drop the old destination, or put it back. */
+static dav_error *settle_trash(dav_resource *dst, dav_error *err)
+{
+    dav_resource_private *info = dst->info;
+    apr_pool_t *p = dst->pool;
+    dav_response *ignored = NULL;
+    int failed = 0;
+
+    if (!info->trash)
+        return err;
+    if (!err) {
+        struct stat st;
+        int is_dir = lstat(info->trash, &st) == 0 && S_ISDIR(st.st_mode);
+
+        if (remove_tree(p, info->trash, "", is_dir, &ignored, &failed) !=
+                NULL ||
+            failed || ignored)
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, info->r,
+                          "the overwritten %s could not be removed entirely "
+                          "from %s; mirrordav fsck reports it",
+                          info->path, info->trash);
+        info->trash = NULL;
+        return NULL;
+    }
+    /* Whatever the failed operation left goes, the old data comes back. */
+    {
+        struct stat st;
+        if (lstat(info->path, &st) == 0)
+            remove_tree(p, info->path, "", S_ISDIR(st.st_mode), &ignored,
+                        &failed);
+    }
+    if (rename(info->trash, info->path) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno),
+                      info->r, "could not restore %s from %s", info->path,
+                      info->trash);
+        return err;
+    }
+    info->trash = NULL;
+    fill_from_stat(dst);
+    return mirrordav_error(p, err->status == HTTP_MULTI_STATUS
+                                  ? HTTP_INTERNAL_SERVER_ERROR
+                                  : err->status,
+                           err->aprerr,
+                           apr_pstrcat(p, err->desc ? err->desc : "Failed",
+                                       " The destination was left as it "
+                                       "was.",
+                                       NULL));
+}
+
 static dav_error *remove_resource(dav_resource *resource,
                                   dav_response **response)
 {
@@ -542,6 +654,8 @@ static dav_error *remove_resource(dav_resource *resource,
     if (!*info->relpath)
         return mirrordav_error(p, HTTP_FORBIDDEN, 0,
                                "The root of the share cannot be deleted.");
+    if (is_overwrite_delete(resource))
+        return set_aside(resource);
     err = remove_tree(p, info->path, resource->uri, resource->collection,
                       response, &failed);
     if (!err && mirrordav_fsync_enabled(info->conf))
@@ -572,12 +686,15 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
     if (rename(spath, dpath) != 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            return mirrordav_error(p, HTTP_CONFLICT, 0,
-                                   "The destination's parent collection does "
-                                   "not exist.");
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not move the resource", spath);
+            err = mirrordav_error(p, HTTP_CONFLICT, 0,
+                                  "The destination's parent collection does "
+                                  "not exist.");
+        else
+            err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
+                                        "Could not move the resource", spath);
+        return settle_trash(dst, err);
     }
+    settle_trash(dst, NULL);
     if (carry_sidecar(sidecar_move, p, spath, dpath) != 0)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, src->info->r,
                       "metadata of %s did not follow its move to %s; "

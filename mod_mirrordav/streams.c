@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+
+#include "apr_lib.h"
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -182,20 +184,34 @@ dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
     return rc == GZIN_OK ? NULL : decoder_error(s, rc);
 }
 
-/* X-OC-Mtime: decimal Unix seconds, optionally with a fraction. */
+/* X-OC-Mtime: decimal Unix seconds, optionally with a fraction; nothing
+ * else (no sign, exponent, hex, "nan" or spaces).  0 when absent, 1 when
+ * set, -1 when malformed. */
 static int parse_oc_mtime(const char *v, struct timespec *ts)
 {
-    char *end;
-    double d;
+    long long sec = 0;
+    long nsec = 0, scale = 100000000;
+    const char *p = v;
 
-    if (!v || !*v)
+    if (!v)
         return 0;
-    errno = 0;
-    d = strtod(v, &end);
-    if (errno || end == v || *end != '\0' || d < 0 || d > 1e12)
+    if (!apr_isdigit(*p))
         return -1;
-    ts->tv_sec = (time_t)d;
-    ts->tv_nsec = (long)((d - (double)ts->tv_sec) * 1e9);
+    for (; apr_isdigit(*p); p++) {
+        if (sec > 100000000000LL) /* beyond year 5000 */
+            return -1;
+        sec = sec * 10 + (*p - '0');
+    }
+    if (*p == '.') {
+        if (!apr_isdigit(*++p))
+            return -1;
+        for (; apr_isdigit(*p); p++, scale /= 10)
+            nsec += (*p - '0') * scale;
+    }
+    if (*p)
+        return -1;
+    ts->tv_sec = (time_t)sec;
+    ts->tv_nsec = nsec;
     return 1;
 }
 

@@ -37,7 +37,9 @@
  * block coalescing on), and the real records are then carved out of it back
  * to back.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "sidecar.h"
 
 #include <errno.h>
