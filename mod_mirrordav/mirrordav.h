@@ -10,6 +10,7 @@
  *   walker.c         depth walks over the tree
  *   liveprops.c      DAV: and mirrordav live properties
  *   propdb.c         dead properties in the sidecar databases
+ *   locks.c          class 2 locking: the lock database in state/
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -119,5 +120,11 @@ void mirrordav_register_liveprop_hooks(void);
 
 /* propdb.c */
 extern const dav_hooks_propdb mirrordav_hooks_propdb;
+
+/* locks.c */
+extern const dav_hooks_locks mirrordav_hooks_locks;
+/* Registers the output filter that answers 201 to a LOCK that created
+ * its resource. */
+void mirrordav_register_lock_hooks(void);
 
 #endif

@@ -211,7 +211,7 @@ static int fixups(request_rec *r)
 static const dav_provider provider = {
     &mirrordav_hooks_repository,
     &mirrordav_hooks_propdb,
-    NULL, /* locks */
+    &mirrordav_hooks_locks,
     NULL, /* versioning */
     NULL, /* binding */
     NULL, /* search */
@@ -225,6 +225,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_fixups(fixups, NULL, NULL, APR_HOOK_MIDDLE);
     mirrordav_register_liveprop_hooks();
     mirrordav_register_liveprops(p);
+    mirrordav_register_lock_hooks();
     dav_register_provider(p, "mirrordav", &provider);
 }
 
