@@ -182,8 +182,12 @@ static int check_destination(request_rec *r, const mirrordav_conf *conf)
     if (!dest || apr_uri_parse(r->pool, dest, &uri) != APR_SUCCESS ||
         !uri.path)
         return DECLINED; /* mod_dav reports malformed ones */
+    /* As httpd treats a request URI: merge dot segments, then decode. */
     path = apr_pstrdup(r->pool, uri.path);
-    if (ap_unescape_url(path) != OK)
+    if (!ap_normalize_path(path, AP_NORMALIZE_NOT_ABOVE_ROOT |
+                                     AP_NORMALIZE_DECODE_UNRESERVED |
+                                     AP_NORMALIZE_MERGE_SLASHES) ||
+        ap_unescape_url(path) != OK)
         return DECLINED;
     st = mirrordav_uri_to_relpath(r->pool, conf->root_uri, path, &relpath);
     if (st == MIRRORDAV_PATH_OK || st == MIRRORDAV_PATH_OUTSIDE)
