@@ -1218,6 +1218,7 @@ static dav_error *create_empty(const dav_resource *resource, int *created)
     apr_pool_t *p = resource->pool;
     int sync = mirrordav_fsync_enabled(info->conf);
     dav_error *err = NULL;
+    struct stat st;
     int fd, e = 0;
 
     *created = 0;
@@ -1236,6 +1237,8 @@ static dav_error *create_empty(const dav_resource *resource, int *created)
     }
     if (sync && fsync(fd) != 0)
         e = errno;
+    if (!e && fstat(fd, &st) != 0)
+        e = errno;
     if (close(fd) != 0 && !e)
         e = errno;
     if (e)
@@ -1248,6 +1251,10 @@ static dav_error *create_empty(const dav_resource *resource, int *created)
         unlink(info->path);
         return err;
     }
+    /* The SHA-1 of no bytes, so that the empty file is described like
+     * any stored file. */
+    mirrordav_record_receipt(info->r, info->path, &st,
+                             "da39a3ee5e6b4b0d3255bfef95601890afd80709");
     *created = 1;
     return NULL;
 }

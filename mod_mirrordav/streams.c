@@ -215,24 +215,22 @@ static int parse_oc_mtime(const char *v, struct timespec *ts)
     return 1;
 }
 
-static void record_receipt(dav_stream *s, const struct stat *st,
-                           const unsigned char *md, request_rec *r)
+void mirrordav_record_receipt(request_rec *r, const char *path,
+                              const struct stat *st, const char *sha1hex)
 {
-    const char *path = s->resource->info->path;
     sidecar_record rec;
     sidecar *sc;
-    int i, rv;
+    int rv;
 
     memset(&rec, 0, sizeof(rec));
-    rv = sidecar_open(mirrordav_dirname(s->p, path), mirrordav_basename(path),
-                      1, &sc);
+    rv = sidecar_open(mirrordav_dirname(r->pool, path),
+                      mirrordav_basename(path), 1, &sc);
     if (rv == 0) {
         rv = sidecar_get_record(sc, &rec);
         if (rv == 0 || rv == -ENOENT) {
             rec.version++;
-            if (md) {
-                for (i = 0; i < 20; i++)
-                    snprintf(rec.sha1 + 2 * i, 3, "%02x", md[i]);
+            if (sha1hex) {
+                apr_cpystrn(rec.sha1, sha1hex, sizeof(rec.sha1));
                 rec.sha1_version = rec.version;
             }
             else
@@ -329,7 +327,14 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         (err = mirrordav_fsync_dir(s->p, mirrordav_dirname(s->p, info->path))))
         return err;
 
-    record_receipt(s, &st, s->sha1 ? md : NULL, r);
+    {
+        char hex[41];
+        unsigned int i;
+
+        for (i = 0; s->sha1 && i < mdlen; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
+    }
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
     return NULL;

@@ -9,7 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Find;
-use HTTP::Tiny;
+use File::Temp ();
 use Time::HiRes qw(sleep);
 use MirrorDAV::Test;
 
@@ -21,16 +21,23 @@ my $admin  = "$ENV{MIRRORDAV_BUILD}/mirrordav";
 my $volume = $s->volume;
 
 # 20 folders of 100 files, written over HTTP so that every file has a
-# sidecar with its hash; the tree's root carries a dead property.
-my $http = HTTP::Tiny->new(keep_alive => 1);
+# sidecar with its hash (one curl, keep-alive); the tree's root carries a
+# dead property.
+my $src_dir = File::Temp::tempdir('crash-src-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+open my $cfg, '>', "$src_dir/curl.cfg" or die;
 $s->mkcol('/dav/a');
 for my $d (1 .. 20) {
-    $http->request('MKCOL', $s->url("/dav/a/d$d"));
+    $s->mkcol("/dav/a/d$d");
     for my $f (1 .. 100) {
-        my $r = $http->request('PUT', $s->url("/dav/a/d$d/f$f.txt"), { content => "file $d/$f\n" x $f });
-        die "PUT failed: $r->{status}" unless $r->{status} == 201;
+        open my $fh, '>', "$src_dir/$d-$f" or die;
+        print $fh "file $d/$f\n" x $f;
+        close $fh;
+        print $cfg qq{upload-file = "$src_dir/$d-$f"\nurl = "${\$s->url("/dav/a/d$d/f$f.txt")}"\n};
     }
 }
+close $cfg;
+my $codes = `curl -s -o /dev/null -w '%{http_code}\\n' -K '$src_dir/curl.cfg'`;
+is scalar(grep { $_ eq '201' } split /\n/, $codes), 2000, '2000 PUTs answered 201';
 $s->request('PROPPATCH', '/dav/a', { 'Content-Type' => 'application/xml' },
     '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:owner>backup</Z:owner></D:prop></D:set></D:propertyupdate>');
 is count_files("$live/a"), 2000, '2000 files written';

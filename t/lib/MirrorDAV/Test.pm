@@ -90,6 +90,9 @@ sub _launch {
     my ($self) = @_;
     my $pid = fork // die "fork: $!";
     if (!$pid) {
+        # Its own process group, so that a crash takes every child with it,
+        # even one being spawned at that instant.
+        POSIX::setpgid(0, 0);
         open STDOUT, '>>', "$self->{run}/stdout.log";
         open STDERR, '>&', \*STDOUT;
         { exec 'apache2', '-f', $self->{conf}, '-DFOREGROUND' };
@@ -160,9 +163,13 @@ sub stop {
 # Kills the whole server at once, as a crash would.
 sub crash {
     my ($self) = @_;
-    my @kids = $self->children;
-    kill 'KILL', $self->{pid}, @kids;
+    kill 'KILL', -$self->{pid};
     waitpid($self->{pid}, 0);
+    # Children are reparented, not reaped by us: wait until they are gone.
+    for (1 .. 200) {
+        last unless kill 0, -$self->{pid};
+        sleep 0.01;
+    }
     delete $self->{pid};
 }
 
