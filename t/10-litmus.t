@@ -1,5 +1,5 @@
 #!/usr/bin/env perl
-# The public WebDAV suite litmus: `basic`, `copymove` and `http` pass every
+# The public WebDAV suite litmus: `basic`, `copymove`, `props`, `locks` and `http` pass every
 # test with no warnings (SPEC section 2).
 use strict;
 use warnings;
@@ -9,7 +9,7 @@ use Test::More;
 use File::Temp ();
 use MirrorDAV::Test qw(slurp);
 
-my @suites = qw(basic copymove http);
+my @suites = qw(basic copymove props locks http);
 
 my $srv = MirrorDAV::Test->start_server;
 my $r = $srv->mkcol('/dav/litmus');
