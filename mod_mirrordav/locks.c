@@ -1036,6 +1036,16 @@ typedef struct {
     int found_self;
 } visit_ctx;
 
+static void visit_init(visit_ctx *c, dav_lockdb *lockdb,
+                       const dav_resource *resource)
+{
+    memset(c, 0, sizeof(*c));
+    c->lockdb = lockdb;
+    c->resource = resource;
+    c->ls = store_for(lockdb, resource);
+    c->now = time(NULL);
+}
+
 static dav_lock_rectype indirect_type(int calltype)
 {
     return calltype == DAV_GETLOCKS_PARTIAL ? DAV_LOCKREC_INDIRECT_PARTIAL
@@ -1066,14 +1076,11 @@ static int collect_locks(void *data, const char *key, int self,
 static dav_error *get_locks(dav_lockdb *lockdb, const dav_resource *resource,
                             int calltype, dav_lock **locks)
 {
-    visit_ctx c = {0};
+    visit_ctx c;
     dav_error *err;
 
-    c.lockdb = lockdb;
-    c.resource = resource;
-    c.ls = store_for(lockdb, resource);
+    visit_init(&c, lockdb, resource);
     c.calltype = calltype;
-    c.now = time(NULL);
     err = visit_records(lockdb, resource, collect_locks, &c, 1);
     *locks = err ? NULL : c.locks;
     return err;
@@ -1108,13 +1115,10 @@ static dav_error *find_lock(dav_lockdb *lockdb, const dav_resource *resource,
                             const dav_locktoken *locktoken, int partial_ok,
                             dav_lock **lock)
 {
-    visit_ctx c = {0};
+    visit_ctx c;
     dav_error *err;
 
-    c.lockdb = lockdb;
-    c.resource = resource;
-    c.ls = store_for(lockdb, resource);
-    c.now = time(NULL);
+    visit_init(&c, lockdb, resource);
     c.token = locktoken;
     c.partial_ok = partial_ok;
     err = visit_records(lockdb, resource, match_token, &c, 1);
