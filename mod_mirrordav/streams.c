@@ -16,11 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "apr_strings.h"
 #include "gzip_input.h"
 #include "mirrordav.h"
+#include "sha1_pipe.h"
 #include "sidecar/sidecar.h"
 
 #define STREAM_BUF (256 * 1024)
@@ -30,7 +29,7 @@ struct dav_stream {
     const dav_resource *resource;
     char *tmp; /* temp file path; NULL once renamed or removed */
     int fd;
-    EVP_MD_CTX *sha1;
+    sha1_pipe *sha1; /* hashes on a second thread; NULL: MirrorDAVHash Off */
     apr_off_t size;
     char *buf; /* mod_dav hands us 2 KiB pieces: batch the writes */
     apr_size_t used;
@@ -50,8 +49,7 @@ static apr_status_t stream_cleanup(void *data)
     if (s->tmp)
         unlink(s->tmp);
     s->tmp = NULL;
-    if (s->sha1)
-        EVP_MD_CTX_free(s->sha1);
+    sha1_pipe_destroy(s->sha1);
     s->sha1 = NULL;
     gzin_destroy(s->gz);
     s->gz = NULL;
@@ -98,13 +96,15 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     if (fchmod(s->fd, 0644) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
                                      "Could not set the file mode", s->tmp);
+    /* Four buffers: the hashing thread may lag the disk by three. */
     if (mirrordav_hash_enabled(info->conf)) {
-        s->sha1 = EVP_MD_CTX_new();
-        if (!s->sha1 || EVP_DigestInit_ex(s->sha1, EVP_sha1(), NULL) != 1)
+        if (sha1_pipe_create(&s->sha1, STREAM_BUF, 4) != 0)
             return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                    "Could not start the SHA-1 digest.");
+        s->buf = (char *)sha1_pipe_buffer(s->sha1);
     }
-    s->buf = apr_palloc(p, STREAM_BUF);
+    else
+        s->buf = apr_palloc(p, STREAM_BUF);
     if (gzip && gzin_create(&s->gz, mirrordav_decoded_limit(info->conf),
                             gz_sink, s) != GZIN_OK)
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
@@ -113,7 +113,7 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     return NULL;
 }
 
-static dav_error *flush_buf(dav_stream *s)
+static dav_error *write_buf(dav_stream *s)
 {
     const char *b = s->buf;
     apr_size_t left = s->used;
@@ -128,6 +128,23 @@ static dav_error *flush_buf(dav_stream *s)
         b += n;
         left -= (apr_size_t)n;
     }
+    return NULL;
+}
+
+/* A full buffer goes to the file, then to the hashing thread, which works
+ * on it while this thread receives the next one. */
+static dav_error *flush_buf(dav_stream *s)
+{
+    dav_error *err = write_buf(s);
+
+    if (err)
+        return err;
+    if (s->sha1) {
+        if (sha1_pipe_submit(s->sha1, s->used) != 0)
+            return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                                   "SHA-1 digest failed.");
+        s->buf = (char *)sha1_pipe_buffer(s->sha1);
+    }
     s->used = 0;
     return NULL;
 }
@@ -137,9 +154,6 @@ static dav_error *write_data(dav_stream *s, const void *buf,
 {
     const char *b = buf;
 
-    if (s->sha1 && EVP_DigestUpdate(s->sha1, buf, len) != 1)
-        return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
-                               "SHA-1 digest failed.");
     s->size += len;
     while (len > 0) {
         apr_size_t n = STREAM_BUF - s->used;
@@ -258,7 +272,7 @@ static dav_error *finish_data(dav_stream *s)
         if (rc != GZIN_OK)
             return decoder_error(s, rc);
     }
-    return flush_buf(s);
+    return write_buf(s); /* the last, partial buffer: hashed at close */
 }
 
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
@@ -267,8 +281,7 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     dav_resource_private *info = resource->info;
     request_rec *r = info->r;
     int do_fsync = mirrordav_fsync_enabled(info->conf);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    char hex[41];
     struct timespec times[2];
     struct stat st;
     dav_error *err;
@@ -308,8 +321,9 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
                                      "Could not write the file", s->tmp);
     }
     s->fd = -1;
-    if (s->sha1 && (EVP_DigestFinal_ex(s->sha1, md, &mdlen) != 1 ||
-                    mdlen != 20))
+    /* The hashing thread has run alongside the fsync; the last, partial
+     * buffer is hashed now. */
+    if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
 
@@ -327,14 +341,7 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         (err = mirrordav_fsync_dir(s->p, mirrordav_dirname(s->p, info->path))))
         return err;
 
-    {
-        char hex[41];
-        unsigned int i;
-
-        for (i = 0; s->sha1 && i < mdlen; i++)
-            snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
-    }
+    mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
     return NULL;
