@@ -173,6 +173,9 @@ static dav_error *get_resource(request_rec *r, const char *root_dir,
     uri = len > 1 && r->uri[len - 1] == '/'
               ? apr_pstrmemdup(r->pool, r->uri, len - 1)
               : r->uri;
+    /* Every request resolves its resource here first: the sidecar
+     * library follows the location's durability from now on. */
+    sidecar_set_durable(mirrordav_fsync_enabled(conf));
     res = mirrordav_new_resource(r->pool, r, conf, relpath, uri, NULL);
     if (res->info->finfo.filetype == APR_UNKFILE)
         return mirrordav_error(r->pool, HTTP_FORBIDDEN, 0,

@@ -195,11 +195,27 @@ static int copy_fd(int in, int out)
     }
 }
 
+/* Durability is the caller's setting (per request in the server), so it is
+ * per thread; see sidecar_set_durable(). */
+static __thread int durable = 1;
+
+void sidecar_set_durable(int on)
+{
+    durable = on;
+}
+
+static int sync_fd(int fd)
+{
+    return durable ? fsync(fd) : 0;
+}
+
 static int fsync_path(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = 0;
+    int fd, rc = 0;
 
+    if (!durable)
+        return 0;
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return neg_errno();
     if (fsync(fd))
@@ -1004,7 +1020,7 @@ int sidecar_commit(sidecar *sc)
     rc = sidecar_prepare(sc);
     if (rc)
         return rc;
-    if (fsync(sc->tmp_fd)) {
+    if (sync_fd(sc->tmp_fd)) {
         /* After a failed fsync the page cache proves nothing. */
         sc->prepared = 0;
         return neg_errno();
@@ -1238,7 +1254,7 @@ static int publish_copy(int src_fd, const struct paths *d)
     if (rc)
         return rc;
     rc = copy_fd(src_fd, fd);
-    if (!rc && fsync(fd))
+    if (!rc && sync_fd(fd))
         rc = neg_errno();
     if (close(fd) && !rc)
         rc = neg_errno();

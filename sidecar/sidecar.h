@@ -44,6 +44,11 @@ int sidecar_path(const char *dir, const char *name, char *out, size_t outsz);
 /* Creates DIR/.mirrordav if missing (mode 0755), durably (fsyncs DIR). */
 int sidecar_ensure_dir(const char *dir);
 
+/* Whether commits, copies and moves made by this thread fsync the data
+ * and the sidecar folder before returning (default on).  The server sets
+ * it per request from MirrorDAVFsync. */
+void sidecar_set_durable(int on);
+
 /* Keys starting with '_' belong to the library (server records below);
  * callers store their own data (dead properties) under any other key. */
 

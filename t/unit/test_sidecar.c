@@ -1,6 +1,8 @@
 /* Unit tests for sidecar/: naming, the merged view, atomic publication,
  * size, optimistic locking, following the data, writer exclusion. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "sidecar/sidecar.h"
 #include "tap.h"
 
