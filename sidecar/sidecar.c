@@ -523,8 +523,11 @@ static int base_open(const char *path, GDBM_FILE *db)
     *db = NULL;
     if (fd < 0)
         return errno == ENOENT ? 0 : neg_errno();
+    /* No mmap: for a file of a few KiB, mapping and unmapping it costs
+     * more than reading it (PROPFIND opens one per member). */
     *db = gdbm_fd_open(fd, path, 0,
-                       GDBM_READER | GDBM_NOLOCK | GDBM_CLOERROR, NULL);
+                       GDBM_READER | GDBM_NOLOCK | GDBM_NOMMAP | GDBM_CLOERROR,
+                       NULL);
     if (!*db)
         return gdbm_to_errno(NULL);
     return 0;
