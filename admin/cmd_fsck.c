@@ -79,8 +79,8 @@ static int strlist_has(const strlist *l, const char *s)
     return bsearch(&s, l->v, l->n, sizeof(char *), cmp_str) != NULL;
 }
 
-static void report(fsck_ctx *c, const char *path, const char *kind,
-                   int fixed, const char *action)
+static void report(fsck_ctx *c, const char *path, const char *kind, int fixed,
+                   const char *action)
 {
     c->problems++;
     if (fixed)
@@ -316,8 +316,10 @@ int cmd_fsck(int argc, char **argv)
         return 2;
     }
     if (entry_become_owner(live) != 0) {
-        fprintf(stderr, "mirrordav fsck: cannot take the identity of the "
-                        "owner of %s\n", live);
+        fprintf(stderr,
+                "mirrordav fsck: cannot take the identity of the "
+                "owner of %s\n",
+                live);
         return 2;
     }
     check_dir(&c, live, 1);

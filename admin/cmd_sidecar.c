@@ -55,12 +55,11 @@ int cmd_sidecar(int argc, char **argv)
     sidecar *sc;
 
     if (argc < 3) {
-        fprintf(stderr,
-                "usage: mirrordav sidecar get PATH KEY\n"
-                "       mirrordav sidecar set PATH KEY VALUE\n"
-                "       mirrordav sidecar del PATH KEY\n"
-                "       mirrordav sidecar list PATH\n"
-                "       mirrordav sidecar dump PATH\n");
+        fprintf(stderr, "usage: mirrordav sidecar get PATH KEY\n"
+                        "       mirrordav sidecar set PATH KEY VALUE\n"
+                        "       mirrordav sidecar del PATH KEY\n"
+                        "       mirrordav sidecar list PATH\n"
+                        "       mirrordav sidecar dump PATH\n");
         return 2;
     }
     op = argv[1];

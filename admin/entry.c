@@ -89,8 +89,8 @@ int entry_resolve(const char *path, char *dir, size_t dirsz, char *name,
         return -ENAMETOOLONG;
     if (slash == copy)
         snprintf(dir, dirsz, "/");
-    else if ((size_t)snprintf(dir, dirsz, "%.*s", (int)(slash - copy),
-                              copy) >= dirsz)
+    else if ((size_t)snprintf(dir, dirsz, "%.*s", (int)(slash - copy), copy) >=
+             dirsz)
         return -ENAMETOOLONG;
     return 0;
 }

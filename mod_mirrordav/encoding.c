@@ -24,7 +24,8 @@ static int is_gzip(const char *v)
 dav_error *mirrordav_body_coding(request_rec *r, int *gzip)
 {
     const char *ce = apr_table_get(r->headers_in, "Content-Encoding");
-    const char *cte = apr_table_get(r->headers_in, "Content-Transfer-Encoding");
+    const char *cte =
+        apr_table_get(r->headers_in, "Content-Transfer-Encoding");
 
     *gzip = 0;
     if ((is_gzip(ce) && is_identity(cte)) ||
@@ -47,18 +48,17 @@ dav_error *mirrordav_gzip_error(request_rec *r, const gzin *g, int rc)
 {
     switch (rc) {
     case GZIN_BAD_DATA:
-        return mirrordav_error(
-            r->pool, HTTP_BAD_REQUEST, 0,
-            apr_pstrcat(r->pool, "Invalid gzip body: ", gzin_message(g), ".",
-                        NULL));
+        return mirrordav_error(r->pool, HTTP_BAD_REQUEST, 0,
+                               apr_pstrcat(r->pool, "Invalid gzip body: ",
+                                           gzin_message(g), ".", NULL));
     case GZIN_TOO_LARGE:
         return mirrordav_error(r->pool, HTTP_REQUEST_ENTITY_TOO_LARGE, 0,
                                "The decoded body exceeds "
                                "MirrorDAVMaxDecodedSize.");
     default:
-        return mirrordav_error(r->pool, HTTP_INTERNAL_SERVER_ERROR, 0,
-                               apr_pstrcat(r->pool, "gzip decoder: ",
-                                           gzin_message(g), NULL));
+        return mirrordav_error(
+            r->pool, HTTP_INTERNAL_SERVER_ERROR, 0,
+            apr_pstrcat(r->pool, "gzip decoder: ", gzin_message(g), NULL));
     }
 }
 

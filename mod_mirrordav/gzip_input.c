@@ -6,22 +6,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#define ZLIB_CONST     /* lets next_in take the caller's const buffer */
+#define ZLIB_CONST /* lets next_in take the caller's const buffer */
 #include <zlib.h>
 
 struct gzin {
     z_stream z;
     gzin_sink sink;
     void *ctx;
-    uint64_t max;           /* 0 = unlimited */
+    uint64_t max; /* 0 = unlimited */
     uint64_t decoded;
-    uint64_t consumed;      /* body bytes seen, to tell "empty" apart */
-    size_t fill;            /* bytes waiting in out[] */
+    uint64_t consumed; /* body bytes seen, to tell "empty" apart */
+    size_t fill;       /* bytes waiting in out[] */
     /* Magic bytes of the current member checked so far (0..2).  0 also means
      * "between members": no byte of a new member has arrived yet. */
     int magic;
-    int members;            /* members completed */
-    int err;                /* sticky result, GZIN_OK while healthy */
+    int members; /* members completed */
+    int err;     /* sticky result, GZIN_OK while healthy */
     int finished;
     const char *msg;
     char msgbuf[96];
@@ -147,14 +147,15 @@ int gzin_feed(gzin *g, const void *buf, size_t len)
                 /* Check the magic ourselves: zlib would only say "incorrect
                  * header check", and a new member after the first one must be
                  * told apart from trailing garbage. */
-                static const unsigned char id[2] = { 0x1f, 0x8b };
+                static const unsigned char id[2] = {0x1f, 0x8b};
                 uInt i;
 
                 for (i = 0; g->magic < 2 && i < z->avail_in; i++) {
                     if (z->next_in[i] != id[g->magic])
-                        return fail(g, GZIN_BAD_DATA, g->members
-                                    ? "trailing garbage after gzip member"
-                                    : "not gzip data");
+                        return fail(g, GZIN_BAD_DATA,
+                                    g->members
+                                        ? "trailing garbage after gzip member"
+                                        : "not gzip data");
                     g->magic++;
                 }
                 if (z->avail_in == 0)
@@ -188,7 +189,7 @@ int gzin_feed(gzin *g, const void *buf, size_t len)
                 continue;
             }
             if (ret == Z_BUF_ERROR && z->avail_in == 0)
-                break;          /* no progress possible: needs more input */
+                break; /* no progress possible: needs more input */
             if (ret != Z_OK)
                 return fail_zlib(g, ret);
             /* Z_OK with output room left means all input was consumed; with
@@ -224,12 +225,18 @@ const char *gzin_message(const gzin *g)
 const char *gzin_strerror(int code)
 {
     switch (code) {
-    case GZIN_OK:        return "ok";
-    case GZIN_BAD_DATA:  return "invalid gzip data";
-    case GZIN_TOO_LARGE: return "decoded size exceeds limit";
-    case GZIN_NOMEM:     return "out of memory";
-    case GZIN_MISUSE:    return "gzip decoder misused";
-    default:             return "aborted by the output sink";
+    case GZIN_OK:
+        return "ok";
+    case GZIN_BAD_DATA:
+        return "invalid gzip data";
+    case GZIN_TOO_LARGE:
+        return "decoded size exceeds limit";
+    case GZIN_NOMEM:
+        return "out of memory";
+    case GZIN_MISUSE:
+        return "gzip decoder misused";
+    default:
+        return "aborted by the output sink";
     }
 }
 

@@ -42,11 +42,11 @@
  * values and apr_status_t both are) to stay distinguishable.
  */
 enum {
-    GZIN_OK        =  0,
-    GZIN_BAD_DATA  = -1,   /* corrupt, truncated, trailing or non-gzip: 400 */
-    GZIN_TOO_LARGE = -2,   /* decoded size exceeds max_decoded: 413 */
-    GZIN_NOMEM     = -3,   /* allocation failed: 500 */
-    GZIN_MISUSE    = -4    /* caller bug, e.g. feed after finish: 500 */
+    GZIN_OK = 0,
+    GZIN_BAD_DATA = -1,  /* corrupt, truncated, trailing or non-gzip: 400 */
+    GZIN_TOO_LARGE = -2, /* decoded size exceeds max_decoded: 413 */
+    GZIN_NOMEM = -3,     /* allocation failed: 500 */
+    GZIN_MISUSE = -4     /* caller bug, e.g. feed after finish: 500 */
 };
 
 typedef struct gzin gzin;

@@ -73,13 +73,13 @@
 #include "util_filter.h"
 #include "mirrordav.h"
 
-#define LOCKDB_NAME "locks.gdbm"
-#define LOCKFILE_NAME "locks.lock"
+#define LOCKDB_NAME      "locks.gdbm"
+#define LOCKFILE_NAME    "locks.lock"
 #define LOCKTOKEN_PREFIX "opaquelocktoken:"
-#define SWEEP_INTERVAL 600        /* seconds between sweeps of expired locks */
-#define CACHE_MAX 4096            /* cached ancestor records per handle */
-#define CREATED_FILTER "MIRRORDAV_LOCK_CREATED"
-#define RECORD_VERSION 1
+#define SWEEP_INTERVAL   600  /* seconds between sweeps of expired locks */
+#define CACHE_MAX        4096 /* cached ancestor records per handle */
+#define CREATED_FILTER   "MIRRORDAV_LOCK_CREATED"
+#define RECORD_VERSION   1
 
 struct dav_locktoken {
     apr_uuid_t uuid;
@@ -89,19 +89,19 @@ struct dav_locktoken {
 typedef struct lockrec {
     dav_lock_scope scope;
     dav_lock_type type;
-    int depth;                 /* 0 or DAV_INFINITY */
-    time_t timeout;            /* DAV_TIMEOUT_INFINITE or expiry time */
+    int depth;      /* 0 or DAV_INFINITY */
+    time_t timeout; /* DAV_TIMEOUT_INFINITE or expiry time */
     dav_locktoken token;
-    const char *owner;         /* <D:owner> XML, or NULL */
+    const char *owner; /* <D:owner> XML, or NULL */
     const char *auth_user;
     struct lockrec *next;
 } lockrec;
 
 /* The lock file's header; every field little-endian on disk. */
 typedef struct {
-    apr_uint64_t gen;          /* 0: never written (or lock file recreated) */
-    apr_uint64_t count;        /* records in the database; valid if gen */
-    apr_uint64_t next_sweep;   /* time() of the next sweep */
+    apr_uint64_t gen;        /* 0: never written (or lock file recreated) */
+    apr_uint64_t count;      /* records in the database; valid if gen */
+    apr_uint64_t next_sweep; /* time() of the next sweep */
 } lockhdr;
 #define LOCKHDR_SIZE 24
 
@@ -110,21 +110,21 @@ typedef struct {
     apr_pool_t *pool;
     const char *dbpath, *lockpath;
     int fsync;
-    int fd;                    /* the lock file; -1 until first use */
-    lockhdr hdr;               /* as read at the start of this call */
-    int have_reader;           /* rdb and cache belong to generation rgen */
+    int fd;          /* the lock file; -1 until first use */
+    lockhdr hdr;     /* as read at the start of this call */
+    int have_reader; /* rdb and cache belong to generation rgen */
     apr_uint64_t rgen;
-    GDBM_FILE rdb;             /* NULL: no database file */
-    apr_pool_t *cpool;         /* the cache's; created on first use */
-    apr_hash_t *cache;         /* key -> lockrec list, or the store itself
-                                  for "no record" */
-    const char *purged;        /* key whose subtree remove_lock cleared */
+    GDBM_FILE rdb;      /* NULL: no database file */
+    apr_pool_t *cpool;  /* the cache's; created on first use */
+    apr_hash_t *cache;  /* key -> lockrec list, or the store itself
+                           for "no record" */
+    const char *purged; /* key whose subtree remove_lock cleared */
 } lockstore;
 
 struct dav_lockdb_private {
     request_rec *r;
-    apr_pool_t *pool;          /* results live here (the request's pool) */
-    apr_hash_t *stores;        /* state directory -> lockstore */
+    apr_pool_t *pool;   /* results live here (the request's pool) */
+    apr_hash_t *stores; /* state directory -> lockstore */
 };
 
 typedef struct {
@@ -277,8 +277,8 @@ static int decode_record(apr_pool_t *p, const char *data, apr_size_t len,
         l->timeout = (time_t)(apr_int64_t)get_u64(q + 4);
         memcpy(l->token.uuid.data, q + 12, sizeof(apr_uuid_t));
         q += 12 + sizeof(apr_uuid_t);
-        if (get_str(p, &q, end, &l->owner) || get_str(p, &q, end,
-                                                      &l->auth_user))
+        if (get_str(p, &q, end, &l->owner) ||
+            get_str(p, &q, end, &l->auth_user))
             return -1;
         *tail = l;
         tail = &l->next;
@@ -349,11 +349,11 @@ static dav_error *db_error(apr_pool_t *p, apr_status_t rv, const char *what)
 {
     char buf[120];
 
-    return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, rv,
-                           rv ? apr_psprintf(p, "%s: %s", what,
-                                             apr_strerror(rv, buf,
-                                                          sizeof(buf)))
-                              : what);
+    return mirrordav_error(
+        p, HTTP_INTERNAL_SERVER_ERROR, rv,
+        rv ? apr_psprintf(p, "%s: %s", what,
+                          apr_strerror(rv, buf, sizeof(buf)))
+           : what);
 }
 
 static void drop_reader(lockstore *ls)
@@ -385,16 +385,14 @@ static lockstore *store_for(dav_lockdb *lockdb, const dav_resource *resource)
 {
     dav_lockdb_private *db = lockdb_of(lockdb);
     const mirrordav_conf *conf = resource->info->conf;
-    lockstore *ls = apr_hash_get(db->stores, conf->state,
-                                 APR_HASH_KEY_STRING);
+    lockstore *ls = apr_hash_get(db->stores, conf->state, APR_HASH_KEY_STRING);
 
     if (ls)
         return ls;
     ls = apr_pcalloc(db->pool, sizeof(*ls));
     ls->pool = db->pool;
     ls->dbpath = apr_pstrcat(db->pool, conf->state, "/" LOCKDB_NAME, NULL);
-    ls->lockpath = apr_pstrcat(db->pool, conf->state, "/" LOCKFILE_NAME,
-                               NULL);
+    ls->lockpath = apr_pstrcat(db->pool, conf->state, "/" LOCKFILE_NAME, NULL);
     ls->fsync = mirrordav_fsync_enabled(conf);
     ls->fd = -1;
     apr_pool_cleanup_register(db->pool, ls, store_cleanup,
@@ -490,18 +488,20 @@ static int quarantine(lockstore *ls, request_rec *r, const char *why)
     read_header(ls);
     if (ls->hdr.gen != seen)
         return 1;
-    aside = apr_psprintf(ls->pool, "%s.corrupt-%" APR_TIME_T_FMT "-%ld",
-                         ls->dbpath, apr_time_sec(apr_time_now()),
-                         (long)getpid());
+    aside =
+        apr_psprintf(ls->pool, "%s.corrupt-%" APR_TIME_T_FMT "-%ld",
+                     ls->dbpath, apr_time_sec(apr_time_now()), (long)getpid());
     if (rename(ls->dbpath, aside) != 0 && errno != ENOENT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), r,
                       "lock database %s is unusable (%s) and could not be "
-                      "moved aside", ls->dbpath, why);
+                      "moved aside",
+                      ls->dbpath, why);
         return 0;
     }
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                   "lock database %s is unusable (%s): moved to %s; all "
-                  "locks it held are lost", ls->dbpath, why, aside);
+                  "locks it held are lost",
+                  ls->dbpath, why, aside);
     ls->hdr.gen++;
     ls->hdr.count = 0;
     write_header(ls);
@@ -531,8 +531,7 @@ static dav_error *read_begin(lockstore *ls, request_rec *r)
         if (ls->hdr.gen && ls->hdr.count == 0)
             return NULL; /* nothing locked anywhere */
         ls->rdb = gdbm_open(ls->dbpath, 0,
-                            GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC, 0,
-                            NULL);
+                            GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC, 0, NULL);
         if (ls->rdb)
             return NULL;
         e = gdbm_errno;
@@ -567,9 +566,9 @@ static int read_fetch(lockstore *ls, request_rec *r, apr_pool_t *p,
     if (!ls->rdb)
         return 0;
     if (cache) {
-        void *hit = ls->cache ? apr_hash_get(ls->cache, key,
-                                             APR_HASH_KEY_STRING)
-                              : NULL;
+        void *hit = ls->cache
+                        ? apr_hash_get(ls->cache, key, APR_HASH_KEY_STRING)
+                        : NULL;
         if (hit) {
             *list = hit == (void *)ls ? NULL : hit;
             return 0;
@@ -604,7 +603,8 @@ static int read_fetch(lockstore *ls, request_rec *r, apr_pool_t *p,
         if (decode_record(rp, v.dptr, v.dsize, list) != 0) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           "lock database %s: ignoring the malformed record "
-                          "of %s", ls->dbpath, key);
+                          "of %s",
+                          ls->dbpath, key);
             *list = NULL;
         }
         free(v.dptr);
@@ -631,9 +631,9 @@ static dav_error *write_begin(lockstore *ls, request_rec *r, GDBM_FILE *wdb)
 
         if ((err = store_lock(ls, LOCK_EX)) != NULL)
             return err;
-        *wdb = gdbm_open(ls->dbpath, 0,
-                         GDBM_WRCREAT | GDBM_NOLOCK | GDBM_CLOEXEC, 0640,
-                         NULL);
+        *wdb =
+            gdbm_open(ls->dbpath, 0, GDBM_WRCREAT | GDBM_NOLOCK | GDBM_CLOEXEC,
+                      0640, NULL);
         if (*wdb)
             return NULL;
         e = gdbm_errno;
@@ -730,8 +730,8 @@ static apr_array_header_t *all_keys(GDBM_FILE dbf, apr_pool_t *p)
     while (k.dptr) {
         datum next = gdbm_nextkey(dbf, k);
 
-        APR_ARRAY_PUSH(keys, const char *) = apr_pstrmemdup(p, k.dptr,
-                                                            k.dsize);
+        APR_ARRAY_PUSH(keys, const char *) =
+            apr_pstrmemdup(p, k.dptr, k.dsize);
         free(k.dptr);
         k = next;
     }
@@ -846,8 +846,7 @@ static dav_lock *new_lock(apr_pool_t *p, lockstore *ls, const char *key,
     c->token = rec->token;
     c->pub.locktoken = &c->token;
     c->pub.owner = rec->owner ? apr_pstrdup(p, rec->owner) : NULL;
-    c->pub.auth_user = rec->auth_user ? apr_pstrdup(p, rec->auth_user)
-                                      : NULL;
+    c->pub.auth_user = rec->auth_user ? apr_pstrdup(p, rec->auth_user) : NULL;
     c->priv.ls = ls;
     c->priv.key = apr_pstrdup(p, key);
     c->pub.info = &c->priv;
@@ -865,12 +864,12 @@ static const char *get_supportedlock(const dav_resource *resource)
 {
     static const char supported[] =
         DEBUG_CR "<D:lockentry>" DEBUG_CR
-        "<D:lockscope><D:exclusive/></D:lockscope>" DEBUG_CR
-        "<D:locktype><D:write/></D:locktype>" DEBUG_CR
-        "</D:lockentry>" DEBUG_CR "<D:lockentry>" DEBUG_CR
-        "<D:lockscope><D:shared/></D:lockscope>" DEBUG_CR
-        "<D:locktype><D:write/></D:locktype>" DEBUG_CR
-        "</D:lockentry>" DEBUG_CR;
+                 "<D:lockscope><D:exclusive/></D:lockscope>" DEBUG_CR
+                 "<D:locktype><D:write/></D:locktype>" DEBUG_CR
+                 "</D:lockentry>" DEBUG_CR "<D:lockentry>" DEBUG_CR
+                 "<D:lockscope><D:shared/></D:lockscope>" DEBUG_CR
+                 "<D:locktype><D:write/></D:locktype>" DEBUG_CR
+                 "</D:lockentry>" DEBUG_CR;
 
     return supported;
 }
@@ -1031,7 +1030,7 @@ typedef struct {
     time_t now;
     const dav_locktoken *token; /* find_lock, lookup_resource */
     int partial_ok;
-    dav_lock *locks;            /* the result */
+    dav_lock *locks; /* the result */
     const char *found_key;
     int found_self;
 } visit_ctx;
@@ -1099,12 +1098,12 @@ static int match_token(void *data, const char *key, int self,
         c->found_key = key;
         c->found_self = self;
         if (c->lockdb) {
-            c->locks = new_lock(c->resource->pool, c->ls, key, list,
-                                self ? DAV_LOCKREC_DIRECT
-                                     : (c->partial_ok
-                                            ? DAV_LOCKREC_INDIRECT_PARTIAL
-                                            : DAV_LOCKREC_INDIRECT),
-                                self && !c->resource->exists);
+            c->locks =
+                new_lock(c->resource->pool, c->ls, key, list,
+                         self ? DAV_LOCKREC_DIRECT
+                              : (c->partial_ok ? DAV_LOCKREC_INDIRECT_PARTIAL
+                                               : DAV_LOCKREC_INDIRECT),
+                         self && !c->resource->exists);
         }
         return 1;
     }
@@ -1270,9 +1269,9 @@ typedef struct {
     const char *key;
     int collection;
     const dav_lock *locks;
-    const dav_locktoken *token;       /* remove_lock */
+    const dav_locktoken *token; /* remove_lock */
     int below;
-    const dav_locktoken_list *ltl;    /* refresh_locks */
+    const dav_locktoken_list *ltl; /* refresh_locks */
     time_t new_time;
     int exists;
     apr_pool_t *rpool;
@@ -1396,15 +1395,15 @@ static int any_below(lockstore *ls, const char *key)
 }
 
 static dav_error *do_remove(lockstore *ls, GDBM_FILE wdb, request_rec *r,
-                           apr_pool_t *p, void *data, int *changed)
+                            apr_pool_t *p, void *data, int *changed)
 {
     write_ctx *c = data;
     lockrec *list, **lp;
     int dirty, i;
     dav_error *err;
 
-    if ((err = write_fetch(ls, wdb, r, p, c->key, time(NULL), &list, &dirty,
-                           1)))
+    if ((err =
+             write_fetch(ls, wdb, r, p, c->key, time(NULL), &list, &dirty, 1)))
         return err;
     if (!c->token) {
         dirty |= list != NULL;
@@ -1525,8 +1524,8 @@ static dav_error *do_refresh(lockstore *ls, GDBM_FILE wdb, request_rec *r,
  * infinity, on an ancestor; returns them resolved. */
 static dav_error *refresh_locks(dav_lockdb *lockdb,
                                 const dav_resource *resource,
-                                const dav_locktoken_list *ltl,
-                                time_t new_time, dav_lock **locks)
+                                const dav_locktoken_list *ltl, time_t new_time,
+                                dav_lock **locks)
 {
     dav_lockdb_private *db = lockdb_of(lockdb);
     write_ctx c = {0};

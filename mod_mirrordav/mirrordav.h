@@ -21,16 +21,16 @@
 #include "apr_file_info.h"
 #include "mod_dav.h"
 
-#define MIRRORDAV_NS "http://mirrordav.org/ns"
+#define MIRRORDAV_NS       "http://mirrordav.org/ns"
 #define MIRRORDAV_COPY_BUF (256 * 1024)
 
 typedef struct {
-    const char *root_uri; /* the <Location> prefix, without trailing '/' */
-    const char *volume;   /* volume root */
-    const char *live;     /* volume/live: the served tree */
-    const char *state;    /* volume/state */
-    int fsync;            /* fsync before acknowledging; -1 = unset (on) */
-    int hash;             /* SHA-1 on receipt; -1 = unset (on) */
+    const char *root_uri;  /* the <Location> prefix, without trailing '/' */
+    const char *volume;    /* volume root */
+    const char *live;      /* volume/live: the served tree */
+    const char *state;     /* volume/state */
+    int fsync;             /* fsync before acknowledging; -1 = unset (on) */
+    int hash;              /* SHA-1 on receipt; -1 = unset (on) */
     apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
 } mirrordav_conf;
 
@@ -102,8 +102,7 @@ void mirrordav_record_receipt(request_rec *r, const char *path,
 struct gzin;
 /* Sets *GZIP when the body is gzip-encoded; 415 for any other coding. */
 dav_error *mirrordav_body_coding(request_rec *r, int *gzip);
-dav_error *mirrordav_gzip_error(request_rec *r, const struct gzin *g,
-                                int rc);
+dav_error *mirrordav_gzip_error(request_rec *r, const struct gzin *g, int rc);
 apr_uint64_t mirrordav_decoded_limit(const mirrordav_conf *conf);
 
 /* walker.c */

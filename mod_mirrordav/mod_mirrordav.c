@@ -37,9 +37,9 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     mirrordav_conf *base = basev, *add = addv;
     mirrordav_conf *conf = apr_pcalloc(p, sizeof(*conf));
 
-    conf->root_uri = add->volume ? add->root_uri
-                                 : (base->root_uri ? base->root_uri
-                                                   : add->root_uri);
+    conf->root_uri = add->volume
+                         ? add->root_uri
+                         : (base->root_uri ? base->root_uri : add->root_uri);
     conf->volume = add->volume ? add->volume : base->volume;
     conf->live = add->live ? add->live : base->live;
     conf->state = add->state ? add->state : base->state;
@@ -157,8 +157,7 @@ static int translate_name(request_rec *r)
     r->canonical_filename = r->filename;
     /* httpd resets per_dir_config before map_to_storage: remember here
      * that the request is ours. */
-    ap_set_module_config(r->request_config, &mirrordav_module,
-                         (void *)conf);
+    ap_set_module_config(r->request_config, &mirrordav_module, (void *)conf);
     return OK;
 }
 

@@ -156,19 +156,18 @@ static const char *encode_value(apr_pool_t *p, const apr_xml_elem *elem,
             used[a->ns] = 1;
     for (i = 0; i < n; i++)
         if (used[i] && i != elem->ns)
-            decls = apr_psprintf(
-                p, "%s xmlns:ns%d=\"%s\"", decls, i,
-                apr_xml_quote_string(
-                    p, APR_XML_GET_URI_ITEM(namespaces, i), 1));
+            decls =
+                apr_psprintf(p, "%s xmlns:ns%d=\"%s\"", decls, i,
+                             apr_xml_quote_string(
+                                 p, APR_XML_GET_URI_ITEM(namespaces, i), 1));
     for (a = elem->attr; a; a = a->next) {
         if (!strcmp(a->name, "xml:lang"))
             continue; /* kept as LANG */
         if (a->ns >= 0)
-            decls = apr_psprintf(p, "%s ns%d:%s=\"%s\"", decls, a->ns,
-                                 a->name, a->value);
-        else
-            decls = apr_psprintf(p, "%s %s=\"%s\"", decls, a->name,
+            decls = apr_psprintf(p, "%s ns%d:%s=\"%s\"", decls, a->ns, a->name,
                                  a->value);
+        else
+            decls = apr_psprintf(p, "%s %s=\"%s\"", decls, a->name, a->value);
     }
     if (elem->ns >= 0)
         prefix = apr_itoa(p, elem->ns);
@@ -213,8 +212,7 @@ static const char *decode_value(apr_pool_t *p, const dav_prop_name *name,
     if (*prefix) {
         qname = apr_pstrcat(p, "ns", prefix, ":", name->name, NULL);
         nsdecl = apr_pstrcat(p, " xmlns:ns", prefix, "=\"",
-                             apr_xml_quote_string(p, name->ns, 1), "\"",
-                             NULL);
+                             apr_xml_quote_string(p, name->ns, 1), "\"", NULL);
     }
     else
         qname = name->name;
@@ -222,11 +220,10 @@ static const char *decode_value(apr_pool_t *p, const dav_prop_name *name,
         langattr = apr_pstrcat(p, " xml:lang=\"",
                                apr_xml_quote_string(p, lang, 1), "\"", NULL);
     if (inner == end)
-        return apr_pstrcat(p, "<", qname, nsdecl, decls, langattr, "/>",
-                           NULL);
+        return apr_pstrcat(p, "<", qname, nsdecl, decls, langattr, "/>", NULL);
     return apr_pstrcat(p, "<", qname, nsdecl, decls, langattr, ">",
-                       apr_pstrmemdup(p, inner, end - inner), "</", qname,
-                       ">", NULL);
+                       apr_pstrmemdup(p, inner, end - inner), "</", qname, ">",
+                       NULL);
 }
 
 static dav_error *db_output_value(dav_db *db, const dav_prop_name *name,

@@ -578,8 +578,9 @@ static dav_error *set_aside(dav_resource *resource)
     for (i = 0; i < 8; i++) {
         if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
             break;
-        trash = apr_psprintf(p, "%s/" SIDECAR_DIR "/.trash-%02x%02x%02x%02x"
-                                "%02x%02x%02x%02x",
+        trash = apr_psprintf(p,
+                             "%s/" SIDECAR_DIR "/.trash-%02x%02x%02x%02x"
+                             "%02x%02x%02x%02x",
                              dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
                              rnd[5], rnd[6], rnd[7]);
         if (renameat2(AT_FDCWD, info->path, AT_FDCWD, trash,
@@ -628,16 +629,16 @@ static dav_error *settle_trash(dav_resource *dst, dav_error *err)
                         &failed);
     }
     if (rename(info->trash, info->path) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno),
-                      info->r, "could not restore %s from %s", info->path,
-                      info->trash);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), info->r,
+                      "could not restore %s from %s", info->path, info->trash);
         return err;
     }
     info->trash = NULL;
     fill_from_stat(dst);
-    return mirrordav_error(p, err->status == HTTP_MULTI_STATUS
-                                  ? HTTP_INTERNAL_SERVER_ERROR
-                                  : err->status,
+    return mirrordav_error(p,
+                           err->status == HTTP_MULTI_STATUS
+                               ? HTTP_INTERNAL_SERVER_ERROR
+                               : err->status,
                            err->aprerr,
                            apr_pstrcat(p, err->desc ? err->desc : "Failed",
                                        " The destination was left as it "

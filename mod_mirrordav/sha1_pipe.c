@@ -109,9 +109,8 @@ int sha1_pipe_submit(sha1_pipe *p, size_t len)
         if (pthread_create(&p->thread, NULL, hash_thread, p) == 0)
             p->started = 1;
         else
-            return EVP_DigestUpdate(p->ctx, p->bufs[p->head], len) == 1
-                       ? 0
-                       : -EIO;
+            return EVP_DigestUpdate(p->ctx, p->bufs[p->head], len) == 1 ? 0
+                                                                        : -EIO;
     }
     pthread_mutex_lock(&p->mu);
     p->lens[p->head] = len;

@@ -149,8 +149,7 @@ static dav_error *flush_buf(dav_stream *s)
     return NULL;
 }
 
-static dav_error *write_data(dav_stream *s, const void *buf,
-                             apr_size_t len)
+static dav_error *write_data(dav_stream *s, const void *buf, apr_size_t len)
 {
     const char *b = buf;
 

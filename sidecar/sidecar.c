@@ -56,42 +56,42 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define LOCK_NAME       ".lock"
-#define TMP_TEMPLATE    ".tmp-XXXXXX"
-#define KEY_NAME        "_name"
-#define KEY_REC         "_rec"
-#define REC_FORMAT      1
-#define REC_HAS_SHA1    0x01
-#define DB_MODE         0644
-#define GDBM_BLOCK      512
+#define LOCK_NAME    ".lock"
+#define TMP_TEMPLATE ".tmp-XXXXXX"
+#define KEY_NAME     "_name"
+#define KEY_REC      "_rec"
+#define REC_FORMAT   1
+#define REC_HAS_SHA1 0x01
+#define DB_MODE      0644
+#define GDBM_BLOCK   512
 /* Reserving is about the small, common case; above this, plain GDBM. */
-#define RESERVE_MAX     (64 * 1024)
+#define RESERVE_MAX (64 * 1024)
 /* Databases up to this size are built in memory, then copied. */
-#define MEMBUILD_MAX    (1024 * 1024)
+#define MEMBUILD_MAX (1024 * 1024)
 
 struct change {
-    unsigned char *key;     /* key and value share one allocation */
+    unsigned char *key; /* key and value share one allocation */
     size_t klen;
-    unsigned char *val;     /* NULL: deleted */
+    unsigned char *val; /* NULL: deleted */
     size_t vlen;
 };
 
 struct sidecar {
-    char *folder;           /* DIR/.mirrordav */
-    char *path;             /* the database */
-    char *name;             /* entry name */
+    char *folder; /* DIR/.mirrordav */
+    char *path;   /* the database */
+    char *name;   /* entry name */
     int hashed;
     int writable;
-    int lock_fd;            /* -1 unless writable */
-    GDBM_FILE base;         /* the published database, NULL if none */
-    struct change *chg;     /* pending changes, sorted by key */
+    int lock_fd;        /* -1 unless writable */
+    GDBM_FILE base;     /* the published database, NULL if none */
+    struct change *chg; /* pending changes, sorted by key */
     size_t nchg, chgcap;
-    int changed;            /* something to publish */
-    int prepared;           /* the temp file holds the current state */
-    char *tmp;              /* temp file, NULL if none */
+    int changed;  /* something to publish */
+    int prepared; /* the temp file holds the current state */
+    char *tmp;    /* temp file, NULL if none */
     int tmp_fd;
-    int stale;              /* base must be reopened: we just replaced it */
-    int err;                /* lost track of the published state */
+    int stale; /* base must be reopened: we just replaced it */
+    int err;   /* lost track of the published state */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -324,7 +324,8 @@ static int db_filename(const char *name, char *out, int *hashed)
         memcpy(out, name, len);
         memcpy(out + len, ".db", 4);
         *hashed = 0;
-    } else {
+    }
+    else {
         static const char hex[] = "0123456789abcdef";
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0, i;
@@ -387,7 +388,8 @@ int sidecar_path(const char *dir, const char *name, char *out, size_t outsz)
     len = strlen(p.path);
     if (len >= outsz) {
         rc = -ENAMETOOLONG;
-    } else {
+    }
+    else {
         memcpy(out, p.path, len + 1);
     }
     paths_free(&p);
@@ -409,11 +411,14 @@ int sidecar_ensure_dir(const char *dir)
         /* The new entry in DIR must survive a crash as well as the
          * database about to be renamed into it. */
         rc = fsync_path(dir);
-    } else if (errno != EEXIST) {
+    }
+    else if (errno != EEXIST) {
         rc = neg_errno();
-    } else if (stat(folder, &st)) {
+    }
+    else if (stat(folder, &st)) {
         rc = neg_errno();
-    } else if (!S_ISDIR(st.st_mode)) {
+    }
+    else if (!S_ISDIR(st.st_mode)) {
         rc = -ENOTDIR;
     }
     free(folder);
@@ -464,8 +469,8 @@ static struct change *chg_lookup(const sidecar *sc, const void *key,
 }
 
 /* Records a put (VAL non-NULL) or a delete of KEY. */
-static int chg_set(sidecar *sc, const void *key, size_t klen,
-                   const void *val, size_t vlen)
+static int chg_set(sidecar *sc, const void *key, size_t klen, const void *val,
+                   size_t vlen)
 {
     int found;
     size_t i = chg_find(sc, key, klen, &found);
@@ -478,7 +483,8 @@ static int chg_set(sidecar *sc, const void *key, size_t klen,
         memcpy(mem + klen, val, vlen);
     if (found) {
         free(sc->chg[i].key);
-    } else {
+    }
+    else {
         if (sc->nchg == sc->chgcap) {
             size_t cap = sc->chgcap ? 2 * sc->chgcap : 8;
             struct change *n = realloc(sc->chg, cap * sizeof *n);
@@ -602,11 +608,13 @@ static int merged_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx)
 
             if (c) {
                 rc = c->val ? cb(ctx, c->key, c->klen, c->val, c->vlen) : 0;
-            } else {
+            }
+            else {
                 v = gdbm_fetch(sc->base, k);
                 if (!v.dptr) {
                     rc = gdbm_to_errno(sc->base);
-                } else {
+                }
+                else {
                     rc = cb(ctx, k.dptr, (size_t)k.dsize, v.dptr,
                             (size_t)v.dsize);
                     free(v.dptr);
@@ -658,7 +666,7 @@ static void handle_free(sidecar *sc)
     if (sc->base)
         gdbm_close(sc->base);
     if (sc->lock_fd >= 0)
-        close(sc->lock_fd);     /* releases the flock */
+        close(sc->lock_fd); /* releases the flock */
     chg_clear(sc);
     free(sc->folder);
     free(sc->path);
@@ -716,7 +724,8 @@ static int check_name(sidecar *sc)
     if (rc)
         return rc;
     rc = ((size_t)v.dsize == len && memcmp(v.dptr, sc->name, len) == 0)
-        ? 0 : -EEXIST;
+             ? 0
+             : -EEXIST;
     free(v.dptr);
     return rc;
 }
@@ -796,8 +805,8 @@ int sidecar_get(sidecar *sc, const void *key, size_t klen, void **val,
 
 /* Put (VAL non-NULL) or delete, skipping changes that change nothing, so
  * that an idempotent request does not unshare a snapshot's inode. */
-static int do_set(sidecar *sc, const void *key, size_t klen,
-                  const void *val, size_t vlen)
+static int do_set(sidecar *sc, const void *key, size_t klen, const void *val,
+                  size_t vlen)
 {
     datum cur;
     int rc;
@@ -952,10 +961,9 @@ static int build_db(sidecar *sc, int fd, size_t total)
         dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (dfd < 0)
             return neg_errno();
-        db = try == 0
-            ? gdbm_fd_open(dfd, sc->tmp, GDBM_BLOCK, flags | GDBM_BSEXACT,
-                           NULL)
-            : gdbm_fd_open(dfd, sc->tmp, 0, flags, NULL);
+        db = try == 0 ? gdbm_fd_open(dfd, sc->tmp, GDBM_BLOCK,
+                                     flags | GDBM_BSEXACT, NULL)
+                      : gdbm_fd_open(dfd, sc->tmp, 0, flags, NULL);
         if (!db && gdbm_errno != GDBM_BLOCK_SIZE_ERROR)
             break;
     }
@@ -988,7 +996,8 @@ int sidecar_prepare(sidecar *sc)
         rc = tmp_create(sc->folder, &sc->tmp, &sc->tmp_fd);
         if (rc)
             return rc;
-    } else if (ftruncate(sc->tmp_fd, 0) || lseek(sc->tmp_fd, 0, SEEK_SET)) {
+    }
+    else if (ftruncate(sc->tmp_fd, 0) || lseek(sc->tmp_fd, 0, SEEK_SET)) {
         return neg_errno();
     }
 
@@ -1002,7 +1011,8 @@ int sidecar_prepare(sidecar *sc)
         if (!rc)
             rc = copy_fd(mfd, sc->tmp_fd);
         close(mfd);
-    } else {
+    }
+    else {
         rc = build_db(sc, sc->tmp_fd, total);
     }
     if (!rc)
@@ -1115,15 +1125,15 @@ int sidecar_get_record(sidecar *sc, sidecar_record *rec)
         }
         rec->sha1[40] = '\0';
         p += 22;
-    } else {
+    }
+    else {
         p += 2;
     }
     if (get_varint(&p, end, &rec->sha1_version) ||
-        get_varint(&p, end, &rec->size) ||
-        get_varint(&p, end, &mt) ||
+        get_varint(&p, end, &rec->size) || get_varint(&p, end, &mt) ||
         get_varint(&p, end, &rec->version))
         goto out;
-    rec->mtime = (mt & 1) ? (int64_t)~(mt >> 1) : (int64_t)(mt >> 1);
+    rec->mtime = (mt & 1) ? (int64_t) ~(mt >> 1) : (int64_t)(mt >> 1);
     rc = 0;
 out:
     if (rc)
@@ -1205,11 +1215,13 @@ static int lock_pair(const char *a, int *fa, const char *b, int *fb)
     if (!rc && *fa >= 0 && *fb >= 0) {
         if (fstat(*fa, &sa) || fstat(*fb, &sb)) {
             rc = neg_errno();
-        } else if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) {
+        }
+        else if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) {
             close(*fb);
             *fb = -1;
-        } else if (sa.st_dev > sb.st_dev ||
-                   (sa.st_dev == sb.st_dev && sa.st_ino > sb.st_ino)) {
+        }
+        else if (sa.st_dev > sb.st_dev ||
+                 (sa.st_dev == sb.st_dev && sa.st_ino > sb.st_ino)) {
             int t = *fa;
 
             *fa = *fb;
@@ -1278,7 +1290,7 @@ static int publish_renamed(int src_fd, const struct paths *s,
                            const char *sname, const struct paths *d,
                            const char *dname)
 {
-    struct paths dp = { NULL, NULL, d->hashed };
+    struct paths dp = {NULL, NULL, d->hashed};
     GDBM_FILE base;
     sidecar *sc;
     int rc;
@@ -1306,14 +1318,15 @@ static int publish_renamed(int src_fd, const struct paths *s,
 
         if (!n) {
             rc = -ENOMEM;
-        } else {
+        }
+        else {
             free(sc->name);
             sc->name = n;
             sc->hashed = d->hashed;
             chg_clear(sc);
             rc = d->hashed
-                ? chg_set(sc, KEY_NAME, sizeof KEY_NAME - 1, dname, len)
-                : chg_set(sc, KEY_NAME, sizeof KEY_NAME - 1, NULL, 0);
+                     ? chg_set(sc, KEY_NAME, sizeof KEY_NAME - 1, dname, len)
+                     : chg_set(sc, KEY_NAME, sizeof KEY_NAME - 1, NULL, 0);
         }
     }
     if (!rc) {
@@ -1357,8 +1370,8 @@ static int follow(const char *src_dir, const char *src_name,
         goto out;
     }
 
-    if (s.hashed == d.hashed && (!s.hashed || strcmp(src_name,
-                                                     dst_name) == 0)) {
+    if (s.hashed == d.hashed &&
+        (!s.hashed || strcmp(src_name, dst_name) == 0)) {
         if (move) {
             close(fd);
             fd = -1;
@@ -1379,7 +1392,8 @@ static int follow(const char *src_dir, const char *src_name,
             }
         }
         rc = publish_copy(fd, &d);
-    } else {
+    }
+    else {
         rc = publish_renamed(fd, &s, src_name, &d, dst_name);
         fd = -1;
     }

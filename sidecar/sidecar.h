@@ -94,11 +94,11 @@ void sidecar_close(sidecar *sc);
 
 /* The server's own records about the data. */
 typedef struct {
-    char sha1[41];          /* hex SHA-1 of the data, "" if unknown */
-    uint64_t sha1_version;  /* content version the SHA-1 was computed from */
+    char sha1[41];         /* hex SHA-1 of the data, "" if unknown */
+    uint64_t sha1_version; /* content version the SHA-1 was computed from */
     uint64_t size;
-    int64_t mtime;          /* seconds */
-    uint64_t version;       /* content version, bumped by each write */
+    int64_t mtime;    /* seconds */
+    uint64_t version; /* content version, bumped by each write */
 } sidecar_record;
 
 /* Missing fields read as zero / empty. */
