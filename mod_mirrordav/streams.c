@@ -1,11 +1,13 @@
 /*
  * PUT streams.  The body (gzip-decoded on the way when it is sent so) is
- * written to a temporary file in the target directory's sidecar folder
- * (same file system, never visible over WebDAV), hashed with SHA-1 as it
- * streams, fsynced, and renamed over the target; only then does mod_dav
- * answer.  A reader sees the old file or
- * the new one, and a crash leaves the old one plus a temp file that fsck
- * removes.
+ * written to an unnamed file (O_TMPFILE) in the target's directory, hashed
+ * with SHA-1 as it streams, fsynced, and then published: a new file is
+ * linked in under its name; an existing one is replaced by linking the
+ * data to a temporary name in the sidecar folder and renaming that over
+ * it.  Only then does mod_dav answer.  A reader sees the old file or the
+ * new one; a crash while the body streams leaves nothing behind, and one
+ * between link and rename a temp file that fsck removes.  Where O_TMPFILE
+ * is not supported, the body goes to a named temp file there instead.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +29,8 @@
 struct dav_stream {
     apr_pool_t *p;
     const dav_resource *resource;
-    char *tmp; /* temp file path; NULL once renamed or removed */
+    const char *dir; /* the target's directory */
+    char *tmp; /* named temp file; NULL while unnamed, renamed or removed */
     int fd;
     sha1_pipe *sha1; /* hashes on a second thread; NULL: MirrorDAVHash Off */
     apr_off_t size;
@@ -84,8 +87,12 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     s = apr_pcalloc(p, sizeof(*s));
     s->p = p;
     s->resource = resource;
-    s->tmp = apr_pstrcat(p, dir, "/" SIDECAR_DIR "/.put-XXXXXX", NULL);
-    s->fd = mkstemp(s->tmp);
+    s->dir = dir;
+    s->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (s->fd < 0) {
+        s->tmp = apr_pstrcat(p, dir, "/" SIDECAR_DIR "/.put-XXXXXX", NULL);
+        s->fd = mkstemp(s->tmp);
+    }
     if (s->fd < 0) {
         int e = errno;
         s->tmp = NULL;
@@ -274,6 +281,57 @@ static dav_error *finish_data(dav_stream *s)
     return write_buf(s); /* the last, partial buffer: hashed at close */
 }
 
+static dav_error *publish_error(dav_stream *s, int e)
+{
+    if (e == EISDIR)
+        return mirrordav_error(s->p, HTTP_CONFLICT, 0,
+                               "A collection exists at this URI.");
+    if (e == ENOENT || e == ENOTDIR)
+        return mirrordav_error(s->p, HTTP_CONFLICT, 0,
+                               "The parent collection no longer exists.");
+    return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(e),
+                                 "Could not put the file in place",
+                                 s->resource->info->path);
+}
+
+/* Gives the written data its name, atomically. */
+static dav_error *publish(dav_stream *s)
+{
+    const char *path = s->resource->info->path;
+    char proc[64];
+    int i;
+
+    if (!s->tmp) {
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", s->fd);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+            return NULL; /* a new file: no temp name, no rename */
+        if (errno != EEXIST)
+            return publish_error(s, errno);
+        /* Replacing: a temporary name, then one rename over the target. */
+        for (i = 0; i < 8 && !s->tmp; i++) {
+            unsigned char rnd[6];
+            char *t;
+
+            if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
+                return publish_error(s, EIO);
+            t = apr_psprintf(s->p,
+                             "%s/" SIDECAR_DIR "/.put-%02x%02x%02x%02x%02x%02x",
+                             s->dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+                             rnd[5]);
+            if (linkat(AT_FDCWD, proc, AT_FDCWD, t, AT_SYMLINK_FOLLOW) == 0)
+                s->tmp = t;
+            else if (errno != EEXIST)
+                return publish_error(s, errno);
+        }
+        if (!s->tmp)
+            return publish_error(s, EEXIST);
+    }
+    if (rename(s->tmp, path) != 0)
+        return publish_error(s, errno);
+    s->tmp = NULL;
+    return NULL;
+}
+
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
 {
     const dav_resource *resource = s->resource;
@@ -306,36 +364,27 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         times[0].tv_nsec = UTIME_OMIT;
         if (futimens(s->fd, times) != 0)
             return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                         "Could not set the mtime", s->tmp);
+                                         "Could not set the mtime", info->path);
     }
     if (do_fsync && fsync(s->fd) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                     "Could not sync the file", s->tmp);
+                                     "Could not sync the file", info->path);
     if (fstat(s->fd, &st) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                     "Could not stat the file", s->tmp);
-    if (close(s->fd) != 0) {
-        s->fd = -1;
-        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                     "Could not write the file", s->tmp);
-    }
-    s->fd = -1;
+                                     "Could not stat the file", info->path);
     /* The hashing thread has run alongside the fsync; the last, partial
      * buffer is hashed now. */
     if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
-
-    if (rename(s->tmp, info->path) != 0) {
-        int e = errno;
-        if (e == EISDIR)
-            return mirrordav_error(s->p, HTTP_CONFLICT, 0,
-                                   "A collection exists at this URI.");
-        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(e),
-                                     "Could not put the file in place",
-                                     info->path);
+    if ((err = publish(s)) != NULL)
+        return err;
+    if (close(s->fd) != 0) {
+        s->fd = -1;
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+                                     "Could not write the file", info->path);
     }
-    s->tmp = NULL;
+    s->fd = -1;
     if (do_fsync &&
         (err = mirrordav_fsync_dir(s->p, mirrordav_dirname(s->p, info->path))))
         return err;
