@@ -28,6 +28,10 @@ my $BUILD = $ENV{MIRRORDAV_BUILD} || "$TOP/build";
 
 our %LIVE;   # servers started by this process, weakly held
 
+# apache2 lives in /usr/sbin, which an ordinary user's PATH may lack.
+my ($HTTPD) = grep { -x $_ } map { "$_/apache2" } split(/:/, $ENV{PATH} // ''), '/usr/sbin', '/sbin';
+$HTTPD //= 'apache2';
+
 sub top   { $TOP }
 sub build { $BUILD }
 
@@ -95,7 +99,7 @@ sub _launch {
         POSIX::setpgid(0, 0);
         open STDOUT, '>>', "$self->{run}/stdout.log";
         open STDERR, '>&', \*STDOUT;
-        { exec 'apache2', '-f', $self->{conf}, '-DFOREGROUND' };
+        { exec $HTTPD, '-f', $self->{conf}, '-DFOREGROUND' };
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
