@@ -93,11 +93,18 @@ static dav_error *db_open(apr_pool_t *p, const dav_resource *resource, int ro,
     if (resource->hooks != &mirrordav_hooks_repository)
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "Not a mirrordav resource.");
+    entry_of(resource, &dir, &name);
+    /* mod_dav takes a NULL database as "no dead properties", as for a
+     * missing one: PROPFIND then costs one getxattr instead of a GDBM open
+     * for every member that holds only the server's records. */
+    if (ro && !sidecar_has_user_keys(dir, name)) {
+        *pdb = NULL;
+        return NULL;
+    }
     db = apr_pcalloc(p, sizeof(*db));
     db->pool = p;
     db->resource = resource;
     db->ro = ro;
-    entry_of(resource, &dir, &name);
     rv = sidecar_open(dir, name, !ro, &db->sc);
     if (rv != 0)
         return sc_error(db, rv, "Could not open the property database");

@@ -54,6 +54,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define LOCK_NAME    ".lock"
@@ -871,15 +872,42 @@ int sidecar_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx)
 
 /* ------------------------------------------------------------ writing */
 
+struct db_sum {
+    size_t total;  /* bytes of keys and values */
+    int user_keys; /* keys that are not the library's records */
+};
+
 static int sum_cb(void *ctx, const void *key, size_t klen, const void *val,
                   size_t vlen)
 {
-    size_t *total = ctx;
+    struct db_sum *sum = ctx;
 
-    (void)key;
     (void)val;
-    *total += klen + vlen;
+    sum->total += klen + vlen;
+    if (klen && *(const char *)key != '_')
+        sum->user_keys++;
     return 0;
+}
+
+/* The mark PROPFIND reads instead of opening a database that holds only
+ * the server's records; a database without it is simply opened. */
+#define USER_KEYS_XATTR "user.mirrordav.dead"
+
+static void mark_user_keys(int fd, int user_keys)
+{
+    if (fsetxattr(fd, USER_KEYS_XATTR, user_keys ? "1" : "0", 1, 0) != 0)
+        fremovexattr(fd, USER_KEYS_XATTR); /* never leave a stale mark */
+}
+
+int sidecar_has_user_keys(const char *dir, const char *name)
+{
+    char path[PATH_MAX], v;
+
+    if (sidecar_path(dir, name, path, sizeof(path)) != 0)
+        return 1;
+    if (getxattr(path, USER_KEYS_XATTR, &v, 1) == 1)
+        return v != '0';
+    return errno == ENOENT ? 0 : 1; /* no database, or no mark */
 }
 
 static int store_cb(void *ctx, const void *key, size_t klen, const void *val,
@@ -979,7 +1007,8 @@ static int build_db(sidecar *sc, int fd, size_t total)
 
 int sidecar_prepare(sidecar *sc)
 {
-    size_t total = 0;
+    struct db_sum sum = {0, 0};
+    size_t total;
     int rc, mfd = -1;
 
     if (!sc->writable)
@@ -988,9 +1017,10 @@ int sidecar_prepare(sidecar *sc)
         return sc->err;
     if (!sc->changed || sc->prepared)
         return 0;
-    rc = merged_iter(sc, sum_cb, &total);
+    rc = merged_iter(sc, sum_cb, &sum);
     if (rc)
         return rc;
+    total = sum.total;
 
     if (!sc->tmp) {
         rc = tmp_create(sc->folder, &sc->tmp, &sc->tmp_fd);
@@ -1015,8 +1045,10 @@ int sidecar_prepare(sidecar *sc)
     else {
         rc = build_db(sc, sc->tmp_fd, total);
     }
-    if (!rc)
+    if (!rc) {
+        mark_user_keys(sc->tmp_fd, sum.user_keys);
         sc->prepared = 1;
+    }
     return rc;
 }
 
@@ -1269,6 +1301,11 @@ static int publish_copy(int src_fd, const struct paths *d)
     if (rc)
         return rc;
     rc = copy_fd(src_fd, fd);
+    if (!rc) {
+        char v;
+        if (fgetxattr(src_fd, USER_KEYS_XATTR, &v, 1) == 1)
+            mark_user_keys(fd, v != '0');
+    }
     if (!rc && sync_fd(fd))
         rc = neg_errno();
     if (close(fd) && !rc)

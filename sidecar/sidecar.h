@@ -49,6 +49,11 @@ int sidecar_ensure_dir(const char *dir);
  * it per request from MirrorDAVFsync. */
 void sidecar_set_durable(int on);
 
+/* 0 if the database of NAME in DIR certainly holds no caller keys (it is
+ * missing, or marked so when it was written), 1 otherwise.  One getxattr:
+ * lets a PROPFIND skip the databases that hold only the server's records. */
+int sidecar_has_user_keys(const char *dir, const char *name);
+
 /* Keys starting with '_' belong to the library (server records below);
  * callers store their own data (dead properties) under any other key. */
 

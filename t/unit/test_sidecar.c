@@ -6,6 +6,8 @@
 #include "sidecar/sidecar.h"
 #include "tap.h"
 
+#include <sys/xattr.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -814,6 +816,38 @@ static void test_lock(void)
     sidecar_close(w);
 }
 
+/* The mark that lets PROPFIND skip databases holding only records. */
+static void test_user_keys_mark(void)
+{
+    char *dir = mkpath("%s/mark%s", "");
+    char *db = mkpath("%s/mark/.mirrordav/%s", "f.db");
+    sidecar_record rec;
+    sidecar *sc;
+
+    mkdir_p(dir);
+    is_int(sidecar_has_user_keys(dir, "f"), 0, "mark: no database: none");
+    memset(&rec, 0, sizeof(rec));
+    rec.version = 1;
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "mark: open");
+    is_int(sidecar_set_record(sc, &rec), 0, "mark: records only");
+    is_int(sidecar_commit(sc), 0, "mark: commit");
+    is_int(sidecar_has_user_keys(dir, "f"), 0, "mark: records only: none");
+    is_int(sidecar_put(sc, "P{ns}x", 6, "v", 1), 0, "mark: a caller key");
+    is_int(sidecar_commit(sc), 0, "mark: commit");
+    is_int(sidecar_has_user_keys(dir, "f"), 1, "mark: caller key: some");
+    is_int(sidecar_del(sc, "P{ns}x", 6), 0, "mark: delete it");
+    is_int(sidecar_commit(sc), 0, "mark: commit");
+    is_int(sidecar_has_user_keys(dir, "f"), 0, "mark: deleted again: none");
+    is_int(sidecar_put(sc, "P{ns}y", 6, "w", 1), 0, "mark: another key");
+    is_int(sidecar_commit(sc), 0, "mark: commit");
+    sidecar_close(sc);
+    is_int(sidecar_copy(dir, "f", dir, "g"), 0, "mark: copy");
+    is_int(sidecar_has_user_keys(dir, "g"), 1, "mark: the copy keeps it");
+    removexattr(db, "user.mirrordav.dead");
+    is_int(sidecar_has_user_keys(dir, "f"), 1,
+           "mark: a database without the mark counts as having keys");
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/test_sidecar-XXXXXX");
@@ -834,6 +868,7 @@ int main(void)
     test_optimistic();
     test_follow();
     test_lock();
+    test_user_keys_mark();
 
     nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     return done_testing();
