@@ -20,7 +20,7 @@ dav_error *mirrordav_deliver_listing(const dav_resource *resource,
     dav_error *err;
     int i;
 
-    if ((err = mirrordav_read_dir(p, resource->info->path, &entries)))
+    if ((err = mirrordav_read_dir(p, resource->info->path, 1, &entries)))
         return err;
     if (base[strlen(base) - 1] == '/')
         base = apr_pstrndup(p, base, strlen(base) - 1);

