@@ -52,6 +52,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
@@ -655,12 +656,73 @@ static int merged_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx)
     return 0;
 }
 
+/* The new database starts as an unnamed file (O_TMPFILE) in the sidecar
+ * folder: a new entry's database is then linked in under its name, with
+ * no temp name and no rename in the (busy) folder.  Elsewhere it falls
+ * back to a named temp file. */
+static int tmp_open(sidecar *sc)
+{
+    int fd = open(sc->folder, O_TMPFILE | O_RDWR | O_CLOEXEC, DB_MODE);
+
+    if (fd < 0)
+        return tmp_create(sc->folder, &sc->tmp, &sc->tmp_fd);
+    if (fchmod(fd, DB_MODE)) {
+        int rc = neg_errno();
+        close(fd);
+        return rc;
+    }
+    sc->tmp_fd = fd;
+    return 0;
+}
+
+/* Puts the prepared database in place, atomically. */
+static int publish_tmp(sidecar *sc)
+{
+    char proc[64];
+    int i;
+
+    if (!sc->tmp) {
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", sc->tmp_fd);
+        if (!linkat(AT_FDCWD, proc, AT_FDCWD, sc->path, AT_SYMLINK_FOLLOW))
+            return 0;
+        if (errno != EEXIST)
+            return neg_errno();
+        /* Replacing: a temp name, then one rename over the old one. */
+        for (i = 0; i < 16 && !sc->tmp; i++) {
+            unsigned char r[6];
+            char name[sizeof(TMP_TEMPLATE)];
+            char *t;
+
+            if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+                return -EIO;
+            snprintf(name, sizeof(name), ".tmp-%02x%02x%02x", r[0] ^ r[3],
+                     r[1] ^ r[4], r[2] ^ r[5]);
+            if (!(t = join(sc->folder, name)))
+                return -ENOMEM;
+            if (!linkat(AT_FDCWD, proc, AT_FDCWD, t, AT_SYMLINK_FOLLOW))
+                sc->tmp = t;
+            else {
+                int e = errno;
+                free(t);
+                if (e != EEXIST)
+                    return -e;
+            }
+        }
+        if (!sc->tmp)
+            return -EEXIST;
+    }
+    if (rename(sc->tmp, sc->path))
+        return neg_errno();
+    return 0;
+}
+
 /* ------------------------------------------------------------ handles */
 
 static void handle_free(sidecar *sc)
 {
+    if (sc->tmp_fd >= 0)
+        close(sc->tmp_fd); /* an unnamed temp file vanishes with it */
     if (sc->tmp) {
-        close(sc->tmp_fd);
         unlink(sc->tmp);
         free(sc->tmp);
     }
@@ -989,9 +1051,9 @@ static int build_db(sidecar *sc, int fd, size_t total)
         dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (dfd < 0)
             return neg_errno();
-        db = try == 0 ? gdbm_fd_open(dfd, sc->tmp, GDBM_BLOCK,
+        db = try == 0 ? gdbm_fd_open(dfd, sc->path, GDBM_BLOCK,
                                      flags | GDBM_BSEXACT, NULL)
-                      : gdbm_fd_open(dfd, sc->tmp, 0, flags, NULL);
+                      : gdbm_fd_open(dfd, sc->path, 0, flags, NULL);
         if (!db && gdbm_errno != GDBM_BLOCK_SIZE_ERROR)
             break;
     }
@@ -1022,8 +1084,8 @@ int sidecar_prepare(sidecar *sc)
         return rc;
     total = sum.total;
 
-    if (!sc->tmp) {
-        rc = tmp_create(sc->folder, &sc->tmp, &sc->tmp_fd);
+    if (sc->tmp_fd < 0) {
+        rc = tmp_open(sc);
         if (rc)
             return rc;
     }
@@ -1070,8 +1132,8 @@ int sidecar_commit(sidecar *sc)
         sc->prepared = 0;
         return neg_errno();
     }
-    if (rename(sc->tmp, sc->path))
-        return neg_errno();
+    if ((rc = publish_tmp(sc)) != 0)
+        return rc;
     close(sc->tmp_fd);
     free(sc->tmp);
     sc->tmp = NULL;

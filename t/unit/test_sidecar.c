@@ -276,6 +276,7 @@ static void test_missing(void)
 
 static void test_kv(void)
 {
+    int ntmp;
     char *dir = mkpath("%s/kv%s", "");
     struct collect c = { 0 };
     sidecar *sc, *rd;
@@ -353,13 +354,15 @@ static void test_kv(void)
     is_int(sidecar_open(dir, "f", 1, &sc), 0, "kv: open for prepare");
     is_int(sidecar_put(sc, "p", 1, "1", 1), 0, "kv: put p=1");
     is_int(sidecar_prepare(sc), 0, "kv: prepare 1");
-    is_int(count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-"), 1,
-           "kv: prepare wrote one temp");
+    /* The temp is unnamed (O_TMPFILE) where the system allows, else one
+     * named file; either way repeated prepares reuse it. */
+    ntmp = count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-");
+    ok(ntmp <= 1, "kv: prepare wrote at most one named temp (%d)", ntmp);
     is_int(sidecar_put(sc, "p", 1, "2", 1), 0, "kv: put p=2");
     is_int(sidecar_prepare(sc), 0, "kv: prepare 2");
     is_int(sidecar_prepare(sc), 0, "kv: prepare 3 (clean)");
-    is_int(count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-"), 1,
-           "kv: still one temp");
+    is_int(count_prefix(mkpath("%s/kv/%s", ".mirrordav"), ".tmp-"), ntmp,
+           "kv: still the same temp");
     is_int(sidecar_commit(sc), 0, "kv: commit after prepare");
     sidecar_close(sc);
     ok(val_is(dir, "f", "p", "2"), "kv: last prepared state published");
