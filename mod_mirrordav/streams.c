@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "apr_strings.h"
+#include "http_protocol.h"
+#include "util_filter.h"
 #include "gzip_input.h"
 #include "mirrordav.h"
 #include "sha1_pipe.h"
@@ -37,6 +39,7 @@ struct dav_stream {
     char *buf; /* mod_dav hands us 2 KiB pieces: batch the writes */
     apr_size_t used;
     gzin *gz;            /* decoder when the body is gzip-encoded */
+    int pulled;          /* the rest of the body was read here */
     dav_error *sink_err; /* why the decoder's sink stopped */
 };
 
@@ -193,8 +196,8 @@ static dav_error *decoder_error(dav_stream *s, int rc)
     return mirrordav_gzip_error(s->resource->info->r, s->gz, rc);
 }
 
-dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
-                                  apr_size_t len)
+/* Body bytes as they arrive: decoded first when the body is gzip. */
+static dav_error *take_body(dav_stream *s, const void *buf, apr_size_t len)
 {
     int rc;
 
@@ -202,6 +205,65 @@ dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
         return write_data(s, buf, len);
     rc = gzin_feed(s->gz, buf, len);
     return rc == GZIN_OK ? NULL : decoder_error(s, rc);
+}
+
+/* mod_dav reads the body 2 KiB at a time (DAV_READ_BLOCKSIZE): half a
+ * million trips through the input filters per GiB.  On its first call the
+ * stream reads the rest of the body itself, a buffer at a time; mod_dav's
+ * loop then finds the body at its end (httpd answers EOS again). */
+static dav_error *pull_body(dav_stream *s)
+{
+    request_rec *r = s->resource->info->r;
+    apr_bucket_brigade *bb = apr_brigade_create(s->p, r->connection->bucket_alloc);
+    dav_error *err = NULL;
+    int eos = 0;
+
+    while (!eos && !err) {
+        apr_bucket *b;
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb,
+                                         AP_MODE_READBYTES, APR_BLOCK_READ,
+                                         STREAM_BUF);
+
+        if (rv != APR_SUCCESS) {
+            err = mirrordav_error(s->p,
+                                  ap_map_http_request_error(rv,
+                                                            HTTP_BAD_REQUEST),
+                                  rv, "The request body could not be read.");
+            break;
+        }
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb) && !err;
+             b = APR_BUCKET_NEXT(b)) {
+            const char *data;
+            apr_size_t len;
+
+            if (APR_BUCKET_IS_EOS(b)) {
+                eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b))
+                continue;
+            rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS)
+                err = mirrordav_error(s->p, HTTP_BAD_REQUEST, rv,
+                                      "The request body could not be read.");
+            else if (len)
+                err = take_body(s, data, len);
+        }
+        apr_brigade_cleanup(bb);
+    }
+    apr_brigade_destroy(bb);
+    return err;
+}
+
+dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
+                                  apr_size_t len)
+{
+    dav_error *err = take_body(s, buf, len);
+
+    if (err || s->pulled)
+        return err;
+    s->pulled = 1;
+    return pull_body(s);
 }
 
 /* X-OC-Mtime: decimal Unix seconds, optionally with a fraction; nothing

@@ -187,4 +187,25 @@ my $new = random_file("$tmp/new", 1 << 20);
 like(curl_put('/dav/victim.bin', $new), qr/^20[14]$/, 'PUT after the restart');
 is(sha1_file("$live/victim.bin"), sha1_file($new), 'the new version is stored');
 
+# ------------------------------------------------ (c) the client goes away
+# A client that disconnects in mid-body: the old version stays, nothing of
+# the partial body is left anywhere, and the server goes on serving.
+{
+    my $keep = sha1_file("$live/victim.bin");
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $srv->port,
+                                  Timeout => 10) or die "connect: $!";
+    print $c "PUT /dav/victim.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           . "Content-Length: " . (64 << 20) . "\r\n\r\n";
+    syswrite($c, 'X' x (256 * 1024)) for 1 .. 16;   # 4 MiB of 64
+    ok(wait_for(10, sub { upload_in_progress() }), 'the partial upload is being written');
+    close $c;
+    ok(wait_for(10, sub { !upload_in_progress() }), 'the server lets go of it once the client is gone');
+    is(sha1_file("$live/victim.bin"), $keep, 'the old version is intact');
+    my @left = glob("$live/.mirrordav/.put-*");
+    is(scalar(@left), 0, 'no temporary file is left') or diag("@left");
+    my $fsck = `$ENV{MIRRORDAV_BUILD}/mirrordav fsck --volume ${\$srv->volume} 2>&1`;
+    is($? >> 8, 0, 'fsck finds the volume clean') or diag($fsck);
+    like(curl_put('/dav/after.bin', $new), qr/^201$/, 'the server goes on serving');
+}
+
 done_testing;
