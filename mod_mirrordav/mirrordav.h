@@ -94,9 +94,12 @@ dav_error *mirrordav_write_stream(dav_stream *stream, const void *buf,
                                   apr_size_t bufsize);
 dav_error *mirrordav_close_stream(dav_stream *stream, int commit);
 /* Records in PATH's sidecar that new data was stored: SHA-1 (hex, or NULL
- * if unknown), size, mtime, and a bumped content version. */
+ * if unknown), size, mtime, and a bumped content version.  HELD is the
+ * sidecar already open for writing (its lock held), or NULL. */
+struct sidecar;
 void mirrordav_record_receipt(request_rec *r, const char *path,
-                              const struct stat *st, const char *sha1hex);
+                              const struct stat *st, const char *sha1hex,
+                              struct sidecar *held);
 
 /* encoding.c */
 struct gzin;
