@@ -452,15 +452,17 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (!err && close(s->fd) != 0)
         err = mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
                                     "Could not write the file", info->path);
-    if (!err)
+    if (!err) {
         s->fd = -1;
-    if (!err && do_fsync)
-        err = mirrordav_fsync_dir(s->p, s->dir);
-    if (!err)
         mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL,
                                  sc);
+    }
     if (sc)
         sidecar_close(sc);
+    /* The directory entry is made durable outside the lock; the reply
+     * still waits for it. */
+    if (!err && do_fsync)
+        err = mirrordav_fsync_dir(s->p, s->dir);
     if (err)
         return err;
     if (have_mtime)
