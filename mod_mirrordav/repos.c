@@ -459,6 +459,9 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
 }
 
 static dav_error *settle_trash(dav_resource *dst, dav_error *err);
+static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
+                              int is_dir, dav_response **response,
+                              int *failed);
 
 static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                                 int depth, dav_response **response)
@@ -473,8 +476,11 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
     if (!err && *response)
         err = mirrordav_error(dst->pool, HTTP_MULTI_STATUS, 0,
                               "Some members could not be copied.");
-    if (err && dst->info->trash) {
-        /* Replacing is all or nothing: report the first failure alone. */
+    if (err) {
+        /* A copy is all or nothing, so that no half-copied tree is ever
+         * visible: report the first failure alone, and take away what was
+         * copied.  (The destination did not exist, or was set aside and
+         * settle_trash brings it back.) */
         if (*response)
             err = mirrordav_error(
                 dst->pool, (*response)->status, 0,
@@ -482,6 +488,19 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                             ": ", (*response)->desc ? (*response)->desc : "",
                             NULL));
         *response = NULL;
+        if (!dst->info->trash) {
+            struct stat st;
+            dav_response *ignored = NULL;
+            int failed = 0;
+
+            if (lstat(dst->info->path, &st) == 0)
+                remove_tree(dst->pool, dst->info->path, "",
+                            S_ISDIR(st.st_mode), &ignored, &failed);
+            fill_from_stat(dst);
+            err = mirrordav_error(dst->pool, err->status, err->aprerr,
+                                  apr_pstrcat(dst->pool, err->desc,
+                                              " Nothing was copied.", NULL));
+        }
     }
     return settle_trash(dst, err);
 }
