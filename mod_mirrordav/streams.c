@@ -12,12 +12,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-
-#include "apr_lib.h"
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apr_lib.h"
 #include "apr_strings.h"
 #include "http_protocol.h"
 #include "util_filter.h"
@@ -35,8 +34,7 @@ struct dav_stream {
     char *tmp; /* named temp file; NULL while unnamed, renamed or removed */
     int fd;
     sha1_pipe *sha1; /* hashes on a second thread; NULL: MirrorDAVHash Off */
-    apr_off_t size;
-    char *buf; /* mod_dav hands us 2 KiB pieces: batch the writes */
+    char *buf; /* the buffer being filled: written and hashed when full */
     apr_size_t used;
     gzin *gz;            /* decoder when the body is gzip-encoded */
     int pulled;          /* the rest of the body was read here */
@@ -163,7 +161,6 @@ static dav_error *write_data(dav_stream *s, const void *buf, apr_size_t len)
 {
     const char *b = buf;
 
-    s->size += len;
     while (len > 0) {
         apr_size_t n = STREAM_BUF - s->used;
         dav_error *err;
