@@ -26,6 +26,10 @@
 #include "sidecar/sidecar.h"
 
 #define STREAM_BUF (256 * 1024)
+/* With fsync on, writeback is started every this many bytes, so that the
+ * kernel's flusher threads write the body while it arrives and the final
+ * fsync finds little left to do. */
+#define WRITEBACK_STEP (8 * 1024 * 1024)
 
 struct dav_stream {
     apr_pool_t *p;
@@ -38,6 +42,9 @@ struct dav_stream {
     apr_size_t used;
     gzin *gz;            /* decoder when the body is gzip-encoded */
     int pulled;          /* the rest of the body was read here */
+    int durable;         /* fsync before the reply (MirrorDAVFsync) */
+    apr_off_t written;   /* bytes written to fd */
+    apr_off_t started;   /* bytes whose writeback has been started */
     dav_error *sink_err; /* why the decoder's sink stopped */
 };
 
@@ -89,6 +96,7 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     s->p = p;
     s->resource = resource;
     s->dir = dir;
+    s->durable = mirrordav_fsync_enabled(info->conf);
     s->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
     if (s->fd < 0) {
         s->tmp = apr_pstrcat(p, dir, "/" SIDECAR_DIR "/.put-XXXXXX", NULL);
@@ -147,6 +155,13 @@ static dav_error *flush_buf(dav_stream *s)
 
     if (err)
         return err;
+    s->written += s->used;
+    if (s->durable && s->written - s->started >= WRITEBACK_STEP) {
+        /* Asynchronous: only starts the I/O; errors surface at fsync. */
+        sync_file_range(s->fd, s->started, s->written - s->started,
+                        SYNC_FILE_RANGE_WRITE);
+        s->started = s->written;
+    }
     if (s->sha1) {
         if (sha1_pipe_submit(s->sha1, s->used) != 0)
             return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
