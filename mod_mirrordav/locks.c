@@ -1257,8 +1257,7 @@ static dav_error *create_empty(const dav_resource *resource, int *created)
     /* The SHA-1 of no bytes, so that the empty file is described like
      * any stored file. */
     mirrordav_record_receipt(info->r, info->path, &st,
-                             "da39a3ee5e6b4b0d3255bfef95601890afd80709",
-                             NULL);
+                             "da39a3ee5e6b4b0d3255bfef95601890afd80709");
     *created = 1;
     return NULL;
 }

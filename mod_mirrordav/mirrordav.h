@@ -93,13 +93,11 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
 dav_error *mirrordav_write_stream(dav_stream *stream, const void *buf,
                                   apr_size_t bufsize);
 dav_error *mirrordav_close_stream(dav_stream *stream, int commit);
-/* Records in PATH's sidecar that new data was stored: SHA-1 (hex, or NULL
- * if unknown), size, mtime, and a bumped content version.  HELD is the
- * sidecar already open for writing (its lock held), or NULL. */
-struct sidecar;
+/* Records in PATH's sidecar that the data ST describes was stored: SHA-1
+ * (hex, or NULL if unknown), size, mtime, and a bumped content version;
+ * nothing if other data has replaced it at PATH meanwhile. */
 void mirrordav_record_receipt(request_rec *r, const char *path,
-                              const struct stat *st, const char *sha1hex,
-                              struct sidecar *held);
+                              const struct stat *st, const char *sha1hex);
 
 /* encoding.c */
 struct gzin;

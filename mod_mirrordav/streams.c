@@ -310,17 +310,24 @@ static int parse_oc_mtime(const char *v, struct timespec *ts)
 }
 
 void mirrordav_record_receipt(request_rec *r, const char *path,
-                              const struct stat *st, const char *sha1hex,
-                              sidecar *held)
+                              const struct stat *st, const char *sha1hex)
 {
     sidecar_record rec;
-    sidecar *sc = held;
-    int rv = 0;
+    sidecar *sc;
+    struct stat now;
+    int rv;
 
     memset(&rec, 0, sizeof(rec));
-    if (!sc)
-        rv = sidecar_open(mirrordav_dirname(r->pool, path),
-                          mirrordav_basename(path), 1, &sc);
+    rv = sidecar_open(mirrordav_dirname(r->pool, path),
+                      mirrordav_basename(path), 1, &sc);
+    if (rv == 0 && (lstat(path, &now) != 0 || now.st_ino != st->st_ino ||
+                    now.st_dev != st->st_dev)) {
+        /* Another write has replaced this data since it was published;
+         * that writer records its own.  Checked under the sidecar lock, so
+         * the record always describes the data at the path. */
+        sidecar_close(sc);
+        return;
+    }
     if (rv == 0) {
         rv = sidecar_get_record(sc, &rec);
         if (rv == 0 || rv == -ENOENT) {
@@ -337,8 +344,7 @@ void mirrordav_record_receipt(request_rec *r, const char *path,
         }
         if (rv == 0)
             rv = sidecar_commit(sc);
-        if (!held)
-            sidecar_close(sc);
+        sidecar_close(sc);
     }
     if (rv != 0)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-rv), r,
@@ -416,7 +422,6 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     request_rec *r = info->r;
     int do_fsync = mirrordav_fsync_enabled(info->conf);
     char hex[41];
-    sidecar *sc;
     struct timespec times[2];
     struct stat st;
     dav_error *err;
@@ -455,27 +460,16 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
-    /* Publishing the data and recording what it is form one step under
-     * the directory's sidecar lock: two writers of the same file must not
-     * leave one's data with the other's SHA-1. */
-    if (sidecar_open(s->dir, mirrordav_basename(info->path), 1, &sc) != 0)
-        sc = NULL; /* recorded without the lock below; logged if it fails */
-    err = publish(s);
-    if (!err && close(s->fd) != 0)
-        err = mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                    "Could not write the file", info->path);
-    if (!err) {
+    if ((err = publish(s)) != NULL)
+        return err;
+    if (close(s->fd) != 0) {
         s->fd = -1;
-        mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL,
-                                 sc);
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+                                     "Could not write the file", info->path);
     }
-    if (sc)
-        sidecar_close(sc);
-    /* The directory entry is made durable outside the lock; the reply
-     * still waits for it. */
-    if (!err && do_fsync)
-        err = mirrordav_fsync_dir(s->p, s->dir);
-    if (err)
+    s->fd = -1;
+    mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
+    if (do_fsync && (err = mirrordav_fsync_dir(s->p, s->dir)) != NULL)
         return err;
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
