@@ -131,8 +131,8 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
                          info->name, namespace_uris[info->ns]);
     else {
         /* Once per property per member of a PROPFIND: no format parsing. */
-        const char *qname =
-            apr_pstrcat(p, "lp", apr_itoa(p, global_ns), ":", info->name, NULL);
+        const char *qname = apr_pstrcat(p, "lp", apr_itoa(p, global_ns), ":",
+                                        info->name, NULL);
 
         if (what == DAV_PROP_INSERT_VALUE)
             s = apr_pstrcat(p, "<", qname, ">", value, "</", qname,

@@ -226,21 +226,21 @@ static dav_error *take_body(dav_stream *s, const void *buf, apr_size_t len)
 static dav_error *pull_body(dav_stream *s)
 {
     request_rec *r = s->resource->info->r;
-    apr_bucket_brigade *bb = apr_brigade_create(s->p, r->connection->bucket_alloc);
+    apr_bucket_brigade *bb =
+        apr_brigade_create(s->p, r->connection->bucket_alloc);
     dav_error *err = NULL;
     int eos = 0;
 
     while (!eos && !err) {
         apr_bucket *b;
-        apr_status_t rv = ap_get_brigade(r->input_filters, bb,
-                                         AP_MODE_READBYTES, APR_BLOCK_READ,
-                                         STREAM_BUF);
+        apr_status_t rv =
+            ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                           APR_BLOCK_READ, STREAM_BUF);
 
         if (rv != APR_SUCCESS) {
-            err = mirrordav_error(s->p,
-                                  ap_map_http_request_error(rv,
-                                                            HTTP_BAD_REQUEST),
-                                  rv, "The request body could not be read.");
+            err = mirrordav_error(
+                s->p, ap_map_http_request_error(rv, HTTP_BAD_REQUEST), rv,
+                "The request body could not be read.");
             break;
         }
         for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb) && !err;
@@ -397,10 +397,9 @@ static dav_error *publish(dav_stream *s)
 
             if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
                 return publish_error(s, EIO);
-            t = apr_psprintf(s->p,
-                             "%s/" SIDECAR_DIR "/.put-%02x%02x%02x%02x%02x%02x",
-                             s->dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-                             rnd[5]);
+            t = apr_psprintf(
+                s->p, "%s/" SIDECAR_DIR "/.put-%02x%02x%02x%02x%02x%02x",
+                s->dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
             if (linkat(AT_FDCWD, proc, AT_FDCWD, t, AT_SYMLINK_FOLLOW) == 0)
                 s->tmp = t;
             else if (errno != EEXIST)
@@ -447,7 +446,8 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         times[0].tv_nsec = UTIME_OMIT;
         if (futimens(s->fd, times) != 0)
             return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                         "Could not set the mtime", info->path);
+                                         "Could not set the mtime",
+                                         info->path);
     }
     if (do_fsync && fsync(s->fd) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),

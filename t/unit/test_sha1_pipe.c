@@ -53,8 +53,9 @@ static int piped(const unsigned char *d, size_t n, size_t bufsize, int nbufs,
 
 int main(void)
 {
-    static const size_t sizes[] = {0, 1, 4095, 4096, 4097, 65536, 65537,
-                                   1 << 20, (1 << 20) + 17, 3 << 20};
+    static const size_t sizes[] = {
+        0,     1,     4095,    4096,           4097,
+        65536, 65537, 1 << 20, (1 << 20) + 17, 3 << 20};
     size_t max = 3 << 20, i;
     unsigned char *data = malloc(max);
     char want[41], got[41];
