@@ -53,19 +53,11 @@ static const char *iso8601(apr_pool_t *p, apr_time_t t)
 
 static int read_record(const dav_resource *resource, sidecar_record *rec)
 {
-    const char *path = resource->info->path;
     const char *dir, *name;
     sidecar *sc;
     int rv;
 
-    if (*resource->info->relpath) {
-        dir = mirrordav_dirname(resource->pool, path);
-        name = mirrordav_basename(path);
-    }
-    else {
-        dir = path;
-        name = "";
-    }
+    mirrordav_sidecar_entry(resource, &dir, &name);
     memset(rec, 0, sizeof(*rec));
     if ((rv = sidecar_open(dir, name, 0, &sc)) != 0)
         return rv;

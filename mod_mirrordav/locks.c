@@ -1235,8 +1235,7 @@ static dav_error *create_empty(const dav_resource *resource, int *created)
             return mirrordav_error(p, HTTP_CONFLICT, 0,
                                    "The parent collection does not exist.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not create the locked file",
-                                     info->path);
+                                     "Could not create the locked file");
     }
     if (sync && fsync(fd) != 0)
         e = errno;
@@ -1246,8 +1245,7 @@ static dav_error *create_empty(const dav_resource *resource, int *created)
         e = errno;
     if (e)
         err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                    "Could not write the locked file",
-                                    info->path);
+                                    "Could not write the locked file");
     else if (sync)
         err = mirrordav_fsync_dir(p, mirrordav_dirname(p, info->path));
     if (err) {

@@ -5,6 +5,7 @@
  *   paths.c          URI -> volume path mapping and its safety rules
  *   repos.c          resources: lookup, MKCOL, COPY, MOVE, DELETE, GET
  *   streams.c        PUT: temp file, fsync, rename
+ *   publish.c        new file contents become visible atomically
  *   encoding.c       content codings of request bodies (gzip)
  *   gzip_input.c     the streaming gzip decoder (no httpd dependency)
  *   walker.c         depth walks over the tree
@@ -83,9 +84,30 @@ void mirrordav_stat_to_finfo(const struct stat *st, apr_finfo_t *fi);
 dav_error *mirrordav_error(apr_pool_t *p, int status, apr_status_t rv,
                            const char *desc);
 dav_error *mirrordav_fsync_dir(apr_pool_t *p, const char *dir);
+/* The directory and entry name of RESOURCE's sidecar database. */
+void mirrordav_sidecar_entry(const dav_resource *resource, const char **dir,
+                             const char **name);
 dav_error *mirrordav_errno_error(apr_pool_t *p, apr_status_t rv,
-                                 const char *what, const char *path);
+                                 const char *what);
 const char *mirrordav_etag(const dav_resource *resource);
+
+/* publish.c: new contents become visible atomically.  errno returns. */
+typedef struct {
+    int fd;    /* open for writing */
+    char *tmp; /* NULL while unnamed (O_TMPFILE) or once published */
+} mirrordav_newfile;
+/* A random name in DIR's sidecar folder, starting with PREFIX; callers
+ * retry on EEXIST.  NULL if no randomness could be had. */
+const char *mirrordav_temp_name(apr_pool_t *p, const char *dir,
+                                const char *prefix);
+int mirrordav_newfile_open(apr_pool_t *p, const char *dir,
+                           mirrordav_newfile *nf);
+/* Gives the file the name PATH (in DIR): linked in when PATH is free,
+ * renamed over it otherwise. */
+int mirrordav_newfile_publish(apr_pool_t *p, mirrordav_newfile *nf,
+                              const char *dir, const char *path);
+/* Closes it and removes what was not published. */
+void mirrordav_newfile_discard(mirrordav_newfile *nf);
 
 /* streams.c */
 dav_error *mirrordav_open_stream(const dav_resource *resource,

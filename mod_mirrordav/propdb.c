@@ -65,22 +65,7 @@ static dav_error *sc_error(dav_db *db, int rv, const char *what)
 {
     apr_status_t st = APR_FROM_OS_ERROR(rv < 0 ? -rv : EIO);
 
-    return mirrordav_errno_error(db->pool, st, what, db->resource->info->path);
-}
-
-static void entry_of(const dav_resource *resource, const char **dir,
-                     const char **name)
-{
-    const char *path = resource->info->path;
-
-    if (*resource->info->relpath) {
-        *dir = mirrordav_dirname(resource->pool, path);
-        *name = mirrordav_basename(path);
-    }
-    else {
-        *dir = path;
-        *name = "";
-    }
+    return mirrordav_errno_error(db->pool, st, what);
 }
 
 static dav_error *db_open(apr_pool_t *p, const dav_resource *resource, int ro,
@@ -93,7 +78,7 @@ static dav_error *db_open(apr_pool_t *p, const dav_resource *resource, int ro,
     if (resource->hooks != &mirrordav_hooks_repository)
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "Not a mirrordav resource.");
-    entry_of(resource, &dir, &name);
+    mirrordav_sidecar_entry(resource, &dir, &name);
     /* mod_dav takes a NULL database as "no dead properties", as for a
      * missing one: PROPFIND then costs one getxattr instead of a GDBM open
      * for every member that holds only the server's records. */

@@ -98,8 +98,23 @@ dav_error *mirrordav_error(apr_pool_t *p, int status, apr_status_t rv,
                              status >= 500 ? "failed" : "refused");
 }
 
+void mirrordav_sidecar_entry(const dav_resource *resource, const char **dir,
+                             const char **name)
+{
+    const char *path = resource->info->path;
+
+    if (*resource->info->relpath) {
+        *dir = mirrordav_dirname(resource->pool, path);
+        *name = mirrordav_basename(path);
+    }
+    else {
+        *dir = path; /* the root of the tree keeps its own */
+        *name = "";
+    }
+}
+
 dav_error *mirrordav_errno_error(apr_pool_t *p, apr_status_t rv,
-                                 const char *what, const char *path)
+                                 const char *what)
 {
     int status = HTTP_INTERNAL_SERVER_ERROR;
     char buf[120];
@@ -123,12 +138,11 @@ dav_error *mirrordav_fsync_dir(apr_pool_t *p, const char *dir)
 
     if (fd < 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not open a directory to sync",
-                                     dir);
+                                     "Could not open a directory to sync");
     rv = fsync(fd) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
     close(fd);
     if (rv != APR_SUCCESS)
-        return mirrordav_errno_error(p, rv, "Could not sync a directory", dir);
+        return mirrordav_errno_error(p, rv, "Could not sync a directory");
     return NULL;
 }
 
@@ -256,8 +270,7 @@ static dav_error *deliver(const dav_resource *resource, ap_filter_t *output)
                            APR_FOPEN_SENDFILE_ENABLED,
                        APR_OS_DEFAULT, p);
     if (rv != APR_SUCCESS)
-        return mirrordav_errno_error(p, rv, "Could not open the file",
-                                     resource->info->path);
+        return mirrordav_errno_error(p, rv, "Could not open the file");
 
     /* A file bucket lets the core output filter use sendfile, and the
      * byterange filter cut ranges without reading the data. */
@@ -286,8 +299,7 @@ static dav_error *create_collection(dav_resource *resource)
             return mirrordav_error(p, HTTP_METHOD_NOT_ALLOWED, 0,
                                    "A resource already exists at this URI.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not create the collection",
-                                     info->path);
+                                     "Could not create the collection");
     }
     if (mirrordav_fsync_enabled(info->conf)) {
         dav_error *err =
@@ -301,18 +313,18 @@ static dav_error *create_collection(dav_resource *resource)
 
 /* ---------------------------------------------------------------- copy */
 
-/* Copies one regular file into place through a temporary file in the
- * destination's sidecar folder, keeping the source's mode and mtime (a
- * restore from a snapshot must bring the original time back). */
+/* Copies one regular file into place as a new file (publish.c), keeping
+ * the source's mode and mtime: a restore from a snapshot must bring the
+ * original time back. */
 static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
                             const char *src, const char *dst)
 {
     const char *ddir = mirrordav_dirname(p, dst);
-    char *tmp;
-    int in = -1, out = -1, e = 0;
-    struct stat st;
+    mirrordav_newfile out = {-1, NULL};
     struct timespec times[2];
-    dav_error *err = NULL;
+    struct stat st;
+    off_t left;
+    int in, e;
 
     if (sidecar_ensure_dir(ddir) != 0) {
         e = errno ? errno : EIO;
@@ -321,66 +333,48 @@ static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
                                    "The destination's parent collection does "
                                    "not exist.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not prepare the destination",
-                                     ddir);
+                                     "Could not prepare the destination");
     }
-    tmp = apr_pstrcat(p, ddir, "/" SIDECAR_DIR "/.put-XXXXXX", NULL);
     in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (in < 0 || fstat(in, &st) != 0) {
         e = errno;
-        goto done;
+        goto fail;
     }
-    out = mkstemp(tmp);
-    if (out < 0) {
-        e = errno;
-        goto done;
-    }
-    {
-        off_t left = st.st_size;
-        while (left > 0) {
-            ssize_t n = copy_file_range(
-                in, NULL, out, NULL, left > (1 << 30) ? (1 << 30) : left, 0);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                e = n < 0 ? errno : EIO;
-                goto done;
-            }
-            left -= n;
+    if ((e = mirrordav_newfile_open(p, ddir, &out)) != 0)
+        goto fail;
+    for (left = st.st_size; left > 0;) {
+        ssize_t n = copy_file_range(in, NULL, out.fd, NULL,
+                                    left > (1 << 30) ? (1 << 30) : left, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            e = n < 0 ? errno : EIO;
+            goto fail;
         }
+        left -= n;
     }
     times[0] = st.st_atim;
     times[1] = st.st_mtim;
-    if (fchmod(out, st.st_mode & 07777) != 0 || futimens(out, times) != 0 ||
-        (mirrordav_fsync_enabled(conf) && fsync(out) != 0)) {
+    if (fchmod(out.fd, st.st_mode & 07777) != 0 ||
+        futimens(out.fd, times) != 0 ||
+        (mirrordav_fsync_enabled(conf) && fsync(out.fd) != 0)) {
         e = errno;
-        goto done;
+        goto fail;
     }
-    if (close(out) != 0) {
-        out = -1;
-        e = errno;
-        goto done;
-    }
-    out = -1;
-    if (rename(tmp, dst) != 0) {
-        e = errno;
-        goto done;
-    }
-    tmp = NULL;
+    if ((e = mirrordav_newfile_publish(p, &out, ddir, dst)) != 0)
+        goto fail;
+    mirrordav_newfile_discard(&out); /* closes it; nothing left to remove */
+    close(in);
     if (mirrordav_fsync_enabled(conf))
-        err = mirrordav_fsync_dir(p, ddir);
+        return mirrordav_fsync_dir(p, ddir);
+    return NULL;
 
-done:
+fail:
     if (in >= 0)
         close(in);
-    if (out >= 0)
-        close(out);
-    if (tmp)
-        unlink(tmp);
-    if (e)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not copy the file", src);
-    return err;
+    mirrordav_newfile_discard(&out);
+    return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
+                                 "Could not copy the file");
 }
 
 static void add_response(apr_pool_t *p, dav_response **response,
@@ -428,7 +422,7 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
                                    "The destination's parent collection does "
                                    "not exist.");
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not create the collection", dst);
+                                     "Could not create the collection");
     }
     if (carry_sidecar(sidecar_copy, p, src, dst) != 0)
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
@@ -517,7 +511,7 @@ static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
     if (!is_dir) {
         if (unlink(path) != 0 && errno != ENOENT)
             return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                         "Could not delete the file", path);
+                                         "Could not delete the file");
         /* Data first: a crash in between leaves an orphan sidecar, which
          * no client sees and fsck removes. */
         sidecar_remove(mirrordav_dirname(p, path), mirrordav_basename(path));
@@ -560,7 +554,7 @@ static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
     }
     if (rmdir(path) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not delete the collection", path);
+                                     "Could not delete the collection");
     sidecar_remove(mirrordav_dirname(p, path), mirrordav_basename(path));
     return NULL;
 }
@@ -586,22 +580,18 @@ static dav_error *set_aside(dav_resource *resource)
     dav_resource_private *info = resource->info;
     apr_pool_t *p = resource->pool;
     const char *dir = mirrordav_dirname(p, info->path);
-    unsigned char rnd[8];
-    char *trash;
     int i;
 
     if (sidecar_ensure_dir(dir) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not prepare the sidecar folder",
-                                     dir);
+                                     "Could not prepare the sidecar folder");
     for (i = 0; i < 8; i++) {
-        if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
+        const char *trash = mirrordav_temp_name(p, dir, ".trash-");
+
+        if (!trash) {
+            errno = EIO;
             break;
-        trash = apr_psprintf(p,
-                             "%s/" SIDECAR_DIR "/.trash-%02x%02x%02x%02x"
-                             "%02x%02x%02x%02x",
-                             dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-                             rnd[5], rnd[6], rnd[7]);
+        }
         if (renameat2(AT_FDCWD, info->path, AT_FDCWD, trash,
                       RENAME_NOREPLACE) == 0) {
             info->trash = trash;
@@ -612,8 +602,7 @@ static dav_error *set_aside(dav_resource *resource)
             break;
     }
     return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                 "Could not replace the destination",
-                                 info->path);
+                                 "Could not replace the destination");
 }
 
 /* After the COPY or MOVE: drop the old destination, or put it back. */
@@ -714,7 +703,7 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
                                   "not exist.");
         else
             err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                        "Could not move the resource", spath);
+                                        "Could not move the resource");
         return settle_trash(dst, err);
     }
     settle_trash(dst, NULL);

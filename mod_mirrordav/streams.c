@@ -1,13 +1,10 @@
 /*
  * PUT streams.  The body (gzip-decoded on the way when it is sent so) is
- * written to an unnamed file (O_TMPFILE) in the target's directory, hashed
- * with SHA-1 as it streams, fsynced, and then published: a new file is
- * linked in under its name; an existing one is replaced by linking the
- * data to a temporary name in the sidecar folder and renaming that over
- * it.  Only then does mod_dav answer.  A reader sees the old file or the
- * new one; a crash while the body streams leaves nothing behind, and one
- * between link and rename a temp file that fsck removes.  Where O_TMPFILE
- * is not supported, the body goes to a named temp file there instead.
+ * written to a new unnamed file in the target's directory (publish.c),
+ * hashed with SHA-1 on a second thread as it streams, fsynced, and then
+ * published under the target's name; only then does mod_dav answer.  A
+ * reader sees the old file or the new one, and a failed or interrupted
+ * upload leaves nothing behind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,9 +31,8 @@
 struct dav_stream {
     apr_pool_t *p;
     const dav_resource *resource;
-    const char *dir; /* the target's directory */
-    char *tmp; /* named temp file; NULL while unnamed, renamed or removed */
-    int fd;
+    const char *dir;       /* the target's directory */
+    mirrordav_newfile out; /* the file being written */
     sha1_pipe *sha1; /* hashes on a second thread; NULL: MirrorDAVHash Off */
     char *buf; /* the buffer being filled: written and hashed when full */
     apr_size_t used;
@@ -54,12 +50,7 @@ static apr_status_t stream_cleanup(void *data)
 {
     dav_stream *s = data;
 
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
-    if (s->tmp)
-        unlink(s->tmp);
-    s->tmp = NULL;
+    mirrordav_newfile_discard(&s->out);
     sha1_pipe_destroy(s->sha1);
     s->sha1 = NULL;
     gzin_destroy(s->gz);
@@ -76,7 +67,7 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     struct stat st;
     dav_stream *s;
     dav_error *err;
-    int gzip;
+    int gzip, rv;
 
     if ((err = mirrordav_body_coding(info->r, &gzip)) != NULL)
         return err;
@@ -89,29 +80,20 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
                                "The parent collection does not exist.");
     if (sidecar_ensure_dir(dir) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not prepare the sidecar folder",
-                                     dir);
+                                     "Could not prepare the sidecar folder");
 
     s = apr_pcalloc(p, sizeof(*s));
     s->p = p;
     s->resource = resource;
     s->dir = dir;
     s->durable = mirrordav_fsync_enabled(info->conf);
-    s->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-    if (s->fd < 0) {
-        s->tmp = apr_pstrcat(p, dir, "/" SIDECAR_DIR "/.put-XXXXXX", NULL);
-        s->fd = mkstemp(s->tmp);
-    }
-    if (s->fd < 0) {
-        int e = errno;
-        s->tmp = NULL;
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not create a temporary file", dir);
-    }
+    if ((rv = mirrordav_newfile_open(p, dir, &s->out)) != 0)
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(rv),
+                                     "Could not create a temporary file");
     apr_pool_cleanup_register(p, s, stream_cleanup, apr_pool_cleanup_null);
-    if (fchmod(s->fd, 0644) != 0)
+    if (fchmod(s->out.fd, 0644) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not set the file mode", s->tmp);
+                                     "Could not set the file mode");
     /* Four buffers: the hashing thread may lag the disk by three. */
     if (mirrordav_hash_enabled(info->conf)) {
         if (sha1_pipe_create(&s->sha1, STREAM_BUF, 4) != 0)
@@ -135,12 +117,12 @@ static dav_error *write_buf(dav_stream *s)
     apr_size_t left = s->used;
 
     while (left > 0) {
-        ssize_t n = write(s->fd, b, left);
+        ssize_t n = write(s->out.fd, b, left);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                         "Could not write the file", s->tmp);
+                                         "Could not write the file");
         b += n;
         left -= (apr_size_t)n;
     }
@@ -158,7 +140,7 @@ static dav_error *flush_buf(dav_stream *s)
     s->written += s->used;
     if (s->durable && s->written - s->started >= WRITEBACK_STEP) {
         /* Asynchronous: only starts the I/O; errors surface at fsync. */
-        sync_file_range(s->fd, s->started, s->written - s->started,
+        sync_file_range(s->out.fd, s->started, s->written - s->started,
                         SYNC_FILE_RANGE_WRITE);
         s->started = s->written;
     }
@@ -373,45 +355,7 @@ static dav_error *publish_error(dav_stream *s, int e)
         return mirrordav_error(s->p, HTTP_CONFLICT, 0,
                                "The parent collection no longer exists.");
     return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(e),
-                                 "Could not put the file in place",
-                                 s->resource->info->path);
-}
-
-/* Gives the written data its name, atomically. */
-static dav_error *publish(dav_stream *s)
-{
-    const char *path = s->resource->info->path;
-    char proc[64];
-    int i;
-
-    if (!s->tmp) {
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", s->fd);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
-            return NULL; /* a new file: no temp name, no rename */
-        if (errno != EEXIST)
-            return publish_error(s, errno);
-        /* Replacing: a temporary name, then one rename over the target. */
-        for (i = 0; i < 8 && !s->tmp; i++) {
-            unsigned char rnd[6];
-            char *t;
-
-            if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
-                return publish_error(s, EIO);
-            t = apr_psprintf(
-                s->p, "%s/" SIDECAR_DIR "/.put-%02x%02x%02x%02x%02x%02x",
-                s->dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
-            if (linkat(AT_FDCWD, proc, AT_FDCWD, t, AT_SYMLINK_FOLLOW) == 0)
-                s->tmp = t;
-            else if (errno != EEXIST)
-                return publish_error(s, errno);
-        }
-        if (!s->tmp)
-            return publish_error(s, EEXIST);
-    }
-    if (rename(s->tmp, path) != 0)
-        return publish_error(s, errno);
-    s->tmp = NULL;
-    return NULL;
+                                 "Could not put the file in place");
 }
 
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
@@ -424,7 +368,7 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     struct timespec times[2];
     struct stat st;
     dav_error *err;
-    int have_mtime;
+    int have_mtime, rv;
 
     if (!commit) {
         stream_cleanup(s);
@@ -444,30 +388,29 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (have_mtime) {
         times[0].tv_sec = 0;
         times[0].tv_nsec = UTIME_OMIT;
-        if (futimens(s->fd, times) != 0)
+        if (futimens(s->out.fd, times) != 0)
             return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                         "Could not set the mtime",
-                                         info->path);
+                                         "Could not set the mtime");
     }
-    if (do_fsync && fsync(s->fd) != 0)
+    if (do_fsync && fsync(s->out.fd) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                     "Could not sync the file", info->path);
-    if (fstat(s->fd, &st) != 0)
+                                     "Could not sync the file");
+    if (fstat(s->out.fd, &st) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                     "Could not stat the file", info->path);
+                                     "Could not stat the file");
     /* The hashing thread has run alongside the fsync; the last, partial
      * buffer is hashed now. */
     if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
-    if ((err = publish(s)) != NULL)
-        return err;
-    if (close(s->fd) != 0) {
-        s->fd = -1;
+    if ((rv = mirrordav_newfile_publish(s->p, &s->out, s->dir, info->path)))
+        return publish_error(s, rv);
+    if (close(s->out.fd) != 0) {
+        s->out.fd = -1;
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
-                                     "Could not write the file", info->path);
+                                     "Could not write the file");
     }
-    s->fd = -1;
+    s->out.fd = -1;
     mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
     if (do_fsync && (err = mirrordav_fsync_dir(s->p, s->dir)) != NULL)
         return err;

@@ -32,7 +32,7 @@ dav_error *mirrordav_read_dir(apr_pool_t *p, const char *path, int sorted,
 
     if (!d)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not read the collection", path);
+                                     "Could not read the collection");
     while ((errno = 0, de = readdir(d)) != NULL) {
         const char *n = de->d_name;
         mirrordav_dirent *e;
@@ -53,7 +53,7 @@ dav_error *mirrordav_read_dir(apr_pool_t *p, const char *path, int sorted,
         int e = errno;
         closedir(d);
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not read the collection", path);
+                                     "Could not read the collection");
     }
     closedir(d);
     if (sorted)
