@@ -313,6 +313,14 @@ static dav_error *create_collection(dav_resource *resource)
 
 /* ---------------------------------------------------------------- copy */
 
+/* RFC 4918 9.8.5 / 9.9.4: a COPY or MOVE into a missing collection. */
+static dav_error *no_destination_parent(apr_pool_t *p)
+{
+    return mirrordav_error(p, HTTP_CONFLICT, 0,
+                           "The destination's parent collection does not "
+                           "exist.");
+}
+
 /* Copies one regular file into place as a new file (publish.c), keeping
  * the source's mode and mtime: a restore from a snapshot must bring the
  * original time back. */
@@ -329,9 +337,7 @@ static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
     if (sidecar_ensure_dir(ddir) != 0) {
         e = errno ? errno : EIO;
         if (e == ENOENT || e == ENOTDIR)
-            return mirrordav_error(p, HTTP_CONFLICT, 0,
-                                   "The destination's parent collection does "
-                                   "not exist.");
+            return no_destination_parent(p);
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
                                      "Could not prepare the destination");
     }
@@ -418,9 +424,7 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
     if (mkdir(dst, 0755) != 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            return mirrordav_error(p, HTTP_CONFLICT, 0,
-                                   "The destination's parent collection does "
-                                   "not exist.");
+            return no_destination_parent(p);
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
                                      "Could not create the collection");
     }
@@ -698,9 +702,7 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
     if (rename(spath, dpath) != 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            err = mirrordav_error(p, HTTP_CONFLICT, 0,
-                                  "The destination's parent collection does "
-                                  "not exist.");
+            err = no_destination_parent(p);
         else
             err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
                                         "Could not move the resource");
