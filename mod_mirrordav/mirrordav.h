@@ -3,6 +3,7 @@
  *
  *   mod_mirrordav.c  configuration, hooks, provider registration
  *   paths.c          URI -> volume path mapping and its safety rules
+ *   util.c           errors, directory fsync, stat, ETags (used by all)
  *   repos.c          resources: lookup, MKCOL, COPY, MOVE, DELETE, GET
  *   streams.c        PUT: temp file, fsync, rename
  *   publish.c        new file contents become visible atomically
@@ -79,6 +80,8 @@ dav_resource *mirrordav_new_resource(apr_pool_t *p, request_rec *r,
                                      const mirrordav_conf *conf,
                                      const char *relpath, const char *uri,
                                      const apr_finfo_t *finfo);
+
+/* util.c: errors, fsync, stat, ETags, sidecar location */
 struct stat;
 void mirrordav_stat_to_finfo(const struct stat *st, apr_finfo_t *fi);
 dav_error *mirrordav_error(apr_pool_t *p, int status, apr_status_t rv,
