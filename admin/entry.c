@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "admin/entry.h"
+#include "manifest/manifest.h"
 
 static int is_dir(const char *path)
 {
@@ -97,50 +97,7 @@ int entry_resolve(const char *path, char *dir, size_t dirsz, char *name,
 
 int entry_sha1_file(const char *path, char hex[41], uint64_t *size)
 {
-    static const size_t bufsz = 1 << 20;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = NULL;
-    char *buf = NULL;
-    uint64_t total = 0;
-    int fd, rv = 0, i;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -errno;
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    buf = malloc(bufsz);
-    ctx = EVP_MD_CTX_new();
-    if (!buf || !ctx || EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1) {
-        rv = -ENOMEM;
-        goto done;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf, bufsz);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rv = -errno;
-            goto done;
-        }
-        if (n == 0)
-            break;
-        EVP_DigestUpdate(ctx, buf, (size_t)n);
-        total += (uint64_t)n;
-    }
-    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 20) {
-        rv = -EIO;
-        goto done;
-    }
-    for (i = 0; i < 20; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    if (size)
-        *size = total;
-done:
-    EVP_MD_CTX_free(ctx);
-    free(buf);
-    close(fd);
-    return rv;
+    return manifest_sha1_file(path, hex, size); /* the one hashing routine */
 }
 
 int entry_become_owner(const char *path)

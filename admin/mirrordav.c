@@ -21,6 +21,7 @@ static const mirrordav_command commands[] = {
     {"version", cmd_version, "print the version"},
     {"sidecar", cmd_sidecar, "get|set|del|list|dump a file's metadata"},
     {"fsck", cmd_fsck, "check (--repair: fix) sidecars against the data"},
+    {"manifest", cmd_manifest, "generate|check a tree's manifest"},
     {NULL, NULL, NULL},
 };
 
