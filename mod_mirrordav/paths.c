@@ -6,18 +6,32 @@
  * special file, so nothing leads outside the volume.
  */
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "apr_strings.h"
 #include "mirrordav.h"
 #include "sidecar/sidecar.h"
 
+/* The reserved name is matched in any letter case, on every volume: a
+ * volume may sit on, or be copied to, a case-insensitive file system (a
+ * casefolded ext4 folder, a mounted SMB or APFS share, a restore on
+ * macOS), where ".MirrorDAV" opens the sidecar folder; a name that is
+ * refused in some places and served in others would follow the data
+ * around unpredictably.  Refusing it everywhere costs users only the
+ * handful of spellings of this one name. */
+int mirrordav_is_reserved_name(const char *name, apr_size_t len)
+{
+    return len == sizeof(SIDECAR_DIR) - 1 &&
+           strncasecmp(name, SIDECAR_DIR, len) == 0;
+}
+
 static mirrordav_path_status check_segment(const char *seg, apr_size_t len)
 {
     if (len == 0 || (len == 1 && seg[0] == '.') ||
         (len == 2 && seg[0] == '.' && seg[1] == '.'))
         return MIRRORDAV_PATH_INVALID;
-    if (len == sizeof(SIDECAR_DIR) - 1 && memcmp(seg, SIDECAR_DIR, len) == 0)
+    if (mirrordav_is_reserved_name(seg, len))
         return MIRRORDAV_PATH_RESERVED;
     return MIRRORDAV_PATH_OK;
 }
