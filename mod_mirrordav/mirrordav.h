@@ -34,6 +34,8 @@ typedef struct {
     int fsync;             /* fsync before acknowledging; -1 = unset (on) */
     int hash;              /* SHA-1 on receipt; -1 = unset (on) */
     apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
+    int passive;           /* files served inert (CSP sandbox, nosniff);
+                              -1 = unset (on) */
 } mirrordav_conf;
 
 struct dav_resource_private {
@@ -51,6 +53,7 @@ extern module AP_MODULE_DECLARE_DATA mirrordav_module;
 const mirrordav_conf *mirrordav_get_conf(request_rec *r);
 int mirrordav_fsync_enabled(const mirrordav_conf *conf);
 int mirrordav_hash_enabled(const mirrordav_conf *conf);
+int mirrordav_passive_enabled(const mirrordav_conf *conf);
 
 /* paths.c */
 typedef enum {
