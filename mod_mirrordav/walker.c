@@ -19,7 +19,6 @@
 
 struct mirrordav_dir {
     DIR *d;
-    const char *path;
 };
 
 static apr_status_t close_dir(void *data)
@@ -41,7 +40,6 @@ dav_error *mirrordav_dir_open(apr_pool_t *p, const char *path,
     if (!dir->d)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
                                      "Could not read the collection");
-    dir->path = path;
     apr_pool_cleanup_register(p, dir, close_dir, apr_pool_cleanup_null);
     *dirp = dir;
     return NULL;
