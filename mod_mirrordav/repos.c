@@ -149,6 +149,14 @@ static dav_error *set_headers(request_rec *r, const dav_resource *resource)
         ap_set_content_type(r, "text/html; charset=utf-8");
         return NULL;
     }
+    if (mirrordav_passive_enabled(resource->info->conf)) {
+        /* Stored files are data, never pages of this site: an uploaded
+         * .html opened by an admin must not run with the admin's
+         * credentials, nor anything be sniffed into HTML.  (The module's
+         * own listing pages above have neither header.) */
+        apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
+        apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    }
     apr_table_setn(r->headers_out, "Accept-Ranges", "bytes");
     ap_set_content_length(r, fi->size);
     if (!r->content_type)
