@@ -6,8 +6,11 @@
 # mtime kept; (b) the data replaced on disk (new inode) with the sidecar
 # kept, as a crash between publish and record leaves it; (c) MOVE and COPY
 # keep a correct hash, and never carry one that does not name the bytes,
-# also while PUTs race them; (d) orphan hashed sidecars (*.hdb).
-# MIRRORDAV_RACE_SECONDS (default 3) bounds each race loop.
+# also while PUTs race them; (d) orphan hashed sidecars (*.hdb); (e) kill -9
+# of the server amid PUTs and MOVEs: every SHA-1 served afterwards is the
+# bytes', and fsck --repair restores all of them.
+# MIRRORDAV_RACE_SECONDS (default 3) bounds each race loop;
+# MIRRORDAV_CRASH_ROUNDS (default 5) sets the number of kills in (e).
 use strict;
 use warnings;
 use FindBin;
@@ -21,6 +24,7 @@ my $live   = $s->live;
 my $admin  = "$ENV{MIRRORDAV_BUILD}/mirrordav";
 my $volume = $s->volume;
 my $race_seconds = $ENV{MIRRORDAV_RACE_SECONDS} // 3;
+my $crash_rounds = $ENV{MIRRORDAV_CRASH_ROUNDS} // 5;
 
 sub props {
     my ($path) = @_;
@@ -201,6 +205,46 @@ sub tick { sleep 0.05 }
     ok !-e $hdb{gone}, '(d) the orphan is removed';
     ok -e $hdb{keep}, '(d) the sidecar of the existing long name is kept';
     like props("/dav/d/$keep")->{sha1} // '', qr/^[0-9a-f]{40}$/, '(d) ... and still serves its SHA-1';
+}
+
+# --- (e) kill -9 amid PUTs (same size, other bytes) and MOVEs
+{
+    $s->mkcol('/dav/e');
+    $s->put("/dav/e/f$_.bin", 'e' x 32768) for 0 .. 9;
+    for my $round (1 .. $crash_rounds) {
+        my $pid = fork // die;
+        if (!$pid) {
+            my $i = 0;
+            while (1) {
+                my ($a, $b) = (int rand 10, int rand 10);
+                if ($i++ % 3) {
+                    $s->put("/dav/e/f$a.bin", chr(97 + $i % 26) x 32768);
+                } else {
+                    $s->request('MOVE', "/dav/e/f$a.bin", { Destination => $s->url("/dav/e/f$b.bin") });
+                }
+            }
+        }
+        sleep 0.2 + rand 0.8;
+        $s->crash;
+        kill 'KILL', $pid;
+        waitpid $pid, 0;
+        $s->restart;
+        my @wrong;
+        for my $f (sort glob "$live/e/*.bin") {
+            (my $name = $f) =~ s{.*/}{};
+            my $got = props("/dav/e/$name")->{sha1} // next;
+            my $disk = sha1_file($f);
+            push @wrong, "$name served $got, holds $disk" if $got ne $disk;
+        }
+        is_deeply \@wrong, [], "(e) crash $round: no SHA-1 served for other bytes";
+        my ($rc, $out) = fsck('--repair');
+        is $rc, 0, "(e) crash $round: fsck --repair resolves everything" or diag $out;
+        my @missing = grep {
+            (my $name = $_) =~ s{.*/}{};
+            (props("/dav/e/$name")->{sha1} // '') ne sha1_file($_)
+        } glob "$live/e/*.bin";
+        is_deeply \@missing, [], "(e) crash $round: every file serves its SHA-1 after the repair";
+    }
 }
 
 done_testing;
