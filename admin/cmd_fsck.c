@@ -22,8 +22,8 @@
  * problems remain, 2 on a usage or I/O error.
  */
 #include <dirent.h>
-#include <fcntl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -251,7 +251,11 @@ static void check_orphan(fsck_ctx *c, const char *dir, const char *n,
     if ((size_t)snprintf(data, sizeof(data), "%s/%s", dir, name) <
             sizeof(data) &&
         lstat(data, &dst) == 0) {
-        free(name); /* created since the listing: not an orphan */
+        /* A file or collection created since the listing: not an orphan.
+         * Anything else there is not served, but is not ours to judge. */
+        if (!S_ISREG(dst.st_mode) && !S_ISDIR(dst.st_mode))
+            report(c, path, "unknown", 0, "");
+        free(name);
         return;
     }
     rv = c->repair ? sidecar_remove_orphan(dir, name) : -1;
