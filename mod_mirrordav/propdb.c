@@ -265,8 +265,10 @@ static int set_mtime(dav_db *db, const struct timespec *mtime)
     if (utimensat(AT_FDCWD, db->resource->info->path, ts,
                   AT_SYMLINK_NOFOLLOW) != 0)
         return -errno;
+    /* Not re-bound (a damaged record, no memory): the hash reads unknown
+     * until fsck recomputes it, which is no reason to fail the request. */
     if (known && lstat(db->resource->info->path, &after) == 0)
-        return sidecar_rebind_handle(db->sc, &before, &after, 1);
+        (void)sidecar_rebind_handle(db->sc, &before, &after, 1);
     return 0;
 }
 
