@@ -125,7 +125,8 @@ static void note_failure(dav_db *db, const dav_error *err)
     copy->namespace = apr_pstrdup(r->pool, err->namespace);
     copy->tagname = apr_pstrdup(r->pool, err->tagname);
     copy->prev = NULL;
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, err->aprerr, r, "PROPPATCH of %s: %s",
+    ap_log_rerror(APLOG_MARK, err->status >= 500 ? APLOG_ERR : APLOG_INFO,
+                  err->aprerr, r, "PROPPATCH of %s: %s",
                   db->resource->info->path, err->desc);
     ap_add_output_filter(FAILED_FILTER, copy, r, r->connection);
 }
@@ -274,7 +275,9 @@ static void db_close(dav_db *db)
     dav_error *err = NULL;
 
     sidecar_close(db->sc);
-    if (db->ro || !apr_hash_count(db->pending))
+    /* After a refusal mod_dav has rolled everything back; publish nothing
+     * even if it had not. */
+    if (db->ro || db->failed || !apr_hash_count(db->pending))
         return;
     err = publish(db);
     if (!err)
