@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use File::Temp ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use MirrorDAV::Test;
@@ -220,6 +221,34 @@ sub put_during_proppatch {
         ok $ok, "round $round: after kill -9, one generation, the last answered ($last) or the next"
             or diag "generations: @gen";
     }
+}
+
+# --- a full disk: 507 at the top, naming the cause ----------------------
+SKIP: {
+    skip 'needs root to mount a small tmpfs', 4 if $> != 0;
+    my $mnt = File::Temp::tempdir('pp-full-XXXXXX', TMPDIR => 1, CLEANUP => 0);
+    skip 'cannot mount tmpfs here', 4
+        if system("mount -t tmpfs -o size=4m tmpfs '$mnt' 2>/dev/null") != 0;
+    chmod 0755, $mnt;
+    my $f = MirrorDAV::Test->start_server(volume => "$mnt/volume");
+    $f->put('/dav/full.txt', "f\n");
+    $f->request('PROPPATCH', '/dav/full.txt', { 'Content-Type' => 'application/xml' },
+        pp_body(['set', 'note', 'old']));
+    my ($uid, $gid) = (getpwnam('www-data'))[2, 3];
+    system("dd if=/dev/zero of='$mnt/volume/filler' bs=64k 2>/dev/null");
+    chown $uid // 0, $gid // 0, "$mnt/volume/filler";
+    my $r = $f->request('PROPPATCH', '/dav/full.txt', { 'Content-Type' => 'application/xml' },
+        pp_body(['set', 'note', 'new ' . ('y' x 8000)]));
+    is $r->{status}, 507, 'a full disk: 507 for the request, not a 207';
+    like $r->{content}, qr{Could not store the properties: No space left on device}, '... naming the cause';
+    my $c = $f->propfind('/dav/full.txt', 0)->{content};
+    like $c, qr{>old</}, '... and the old property is intact';
+    my @temps = glob("$mnt/volume/live/.mirrordav/.tmp-*");
+    is scalar(@temps), 0, '... and no temp file is left' or diag "@temps";
+    undef $f;
+    for (1 .. 50) { last if system("umount '$mnt' 2>/dev/null") == 0; sleep 0.1 }
+    system("umount -l '$mnt' 2>/dev/null");
+    rmdir $mnt;
 }
 
 done_testing;
