@@ -36,14 +36,17 @@ $HTTPD //= 'apache2';
 # build/asan/), httpd started with the matching libasan preloaded, and any
 # ASan or UBSan report from httpd fails the test (and is copied into
 # MIRRORDAV_ASAN_LOG_DIR when set: t/90-asan-error-paths.t checks it).
-# What ASan cannot see here: APR pools carve their memory out of blocks
-# they keep, so a use-after-free or overflow within pool memory goes
-# unnoticed while the block still belongs to a pool or sits in an
-# allocator's free list.  MaxMemFree 1 (KiB) makes the allocators hand
-# freed blocks back to malloc at once, so the memory of a destroyed pool
-# (a request's, a subrequest's) lands in ASan's quarantine; memory of a
-# pool that is only cleared and reused stays invisible unless APR itself
-# is built with pool debugging (--enable-pool-debug).
+# What ASan cannot see here: APR pools carve their allocations out of
+# blocks they get from an allocator, and ASan sees only the blocks.  An
+# overflow from one pool allocation into the next, or a use of memory the
+# pool has handed out again, goes unnoticed; so does a use after free
+# while the block sits in an allocator's free list.  MaxMemFree 1 (KiB)
+# makes the allocators give freed blocks back to malloc at once, so the
+# blocks of a destroyed or cleared pool (a request's, a per-iteration
+# sub-pool's) land in ASan's quarantine and a later use is reported.  A
+# pool keeps its first block (8 KiB) when cleared, and memory within a
+# block a live pool still holds stays invisible unless APR itself is
+# built with pool debugging (--enable-pool-debug).
 my $ASAN = $ENV{MIRRORDAV_ASAN};
 my $ASAN_BUILT;
 
