@@ -13,7 +13,7 @@
  * prefixes used below it; PREFIX is the N of the element's own namespace
  * (empty: none); LANG is its xml:lang.  PROPFIND rebuilds the element.
  *
- * PROPPATCH works on a private copy and publishes it once.  The writable
+ * PROPPATCH collects its changes and publishes them once.  The writable
  * handle reads the published database without the directory's sidecar
  * lock (published databases never change), and every set or remove only
  * updates a per-request table of pending changes (mod_dav's all-or-nothing
@@ -29,14 +29,18 @@
  *
  * mod_dav calls close() after it has built its 207 but before it sends it
  * (dav_method_proppatch: exec, commit/rollback, dav_close_propdb, then
- * dav_send_multistatus), and close() returns void.  A failure there, or a
+ * dav_send_multistatus), and close() returns void.  No other hook comes
+ * between the last store and the reply: dead properties get no commit
+ * hook (patch_commit is for live ones).  A failure in close(), or a
  * refusal of ours during exec, is therefore noted on the request with an
  * output filter that throws the 207 away and answers the error instead.
- * The filter sits before the HTTP header filter, and swallows everything
+ * The filter sits before the HTTP header filter and swallows everything
  * up to EOS, so no header of the 207 is ever written.
  *
  * Storing Win32LastModifiedTime also sets the file's mtime, which is what
  * the Windows WebDAV client means by it (liveprops.c validates the date).
+ * It is set during exec; mod_dav's rollback, or close() when publishing
+ * fails, puts the old mtime back.
  */
 #include <errno.h>
 #include <fcntl.h>
