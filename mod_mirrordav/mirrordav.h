@@ -36,6 +36,7 @@ typedef struct {
     apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
     int passive;           /* files served inert (CSP sandbox, nosniff);
                               -1 = unset (on) */
+    int max_props;         /* dead properties per resource; -1 = unset */
 } mirrordav_conf;
 
 struct dav_resource_private {
@@ -54,6 +55,8 @@ const mirrordav_conf *mirrordav_get_conf(request_rec *r);
 int mirrordav_fsync_enabled(const mirrordav_conf *conf);
 int mirrordav_hash_enabled(const mirrordav_conf *conf);
 int mirrordav_passive_enabled(const mirrordav_conf *conf);
+/* MirrorDAVMaxProperties: 0 for no limit. */
+int mirrordav_max_properties(const mirrordav_conf *conf);
 
 /* paths.c */
 typedef enum {
@@ -166,6 +169,9 @@ void mirrordav_register_liveprop_hooks(void);
 
 /* propdb.c */
 extern const dav_hooks_propdb mirrordav_hooks_propdb;
+/* Registers the output filter that answers a PROPPATCH whose changes
+ * could not be stored with the error instead of mod_dav's 207. */
+void mirrordav_register_propdb_hooks(void);
 
 /* locks.c */
 extern const dav_hooks_locks mirrordav_hooks_locks;

@@ -7,6 +7,7 @@
  *       MirrorDAVVolume /srv/mirrordav
  *   </Location>
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -31,6 +32,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->hash = -1;
     conf->max_decoded = -1;
     conf->passive = -1;
+    conf->max_props = -1;
     return conf;
 }
 
@@ -50,6 +52,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->max_decoded =
         add->max_decoded != -1 ? add->max_decoded : base->max_decoded;
     conf->passive = add->passive != -1 ? add->passive : base->passive;
+    conf->max_props = add->max_props != -1 ? add->max_props : base->max_props;
     return conf;
 }
 
@@ -103,6 +106,18 @@ static const char *set_max_decoded(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+static const char *set_max_props(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+
+    if (end == arg || *end || v < 0 || v > 1000000)
+        return "MirrorDAVMaxProperties takes a count up to 1000000 "
+               "(0: no limit)";
+    ((mirrordav_conf *)dconf)->max_props = (int)v;
+    return NULL;
+}
+
 static const command_rec commands[] = {
     AP_INIT_TAKE1("MirrorDAVVolume", set_volume, NULL, ACCESS_CONF,
                   "the volume directory; its live/ tree is served"),
@@ -118,6 +133,9 @@ static const command_rec commands[] = {
     AP_INIT_FLAG("MirrorDAVPassiveContent", set_passive, NULL, ACCESS_CONF,
                  "serve stored files with Content-Security-Policy: sandbox "
                  "and X-Content-Type-Options: nosniff (default On)"),
+    AP_INIT_TAKE1("MirrorDAVMaxProperties", set_max_props, NULL, ACCESS_CONF,
+                  "most dead properties one resource may hold (default "
+                  "1000, 0: no limit)"),
     {NULL},
 };
 
@@ -139,6 +157,11 @@ int mirrordav_hash_enabled(const mirrordav_conf *conf)
 int mirrordav_passive_enabled(const mirrordav_conf *conf)
 {
     return conf->passive != 0;
+}
+
+int mirrordav_max_properties(const mirrordav_conf *conf)
+{
+    return conf->max_props == -1 ? 1000 : conf->max_props;
 }
 
 /* Sends STATUS with a one-line plain body naming the cause. */
@@ -273,6 +296,7 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_liveprop_hooks();
     mirrordav_register_liveprops(p);
     mirrordav_register_lock_hooks();
+    mirrordav_register_propdb_hooks();
     dav_register_provider(p, "mirrordav", &provider);
 }
 

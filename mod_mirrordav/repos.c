@@ -308,7 +308,9 @@ static void add_response(apr_pool_t *p, dav_response **response,
 
     resp->href = href;
     resp->status = err->status;
-    resp->desc = err->desc;
+    /* ERR may live in a per-member pool that is cleared before the
+     * response is read (found by t/90 under ASan, MaxMemFree 1). */
+    resp->desc = apr_pstrdup(p, err->desc);
     resp->next = *response;
     *response = resp;
 }

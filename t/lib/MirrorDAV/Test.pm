@@ -32,6 +32,24 @@ our %LIVE;   # servers started by this process, weakly held
 my ($HTTPD) = grep { -x $_ } map { "$_/apache2" } split(/:/, $ENV{PATH} // ''), '/usr/sbin', '/sbin';
 $HTTPD //= 'apache2';
 
+# MIRRORDAV_ASAN=1: the module built with ASan and UBSan (`make asan`,
+# build/asan/), httpd started with the matching libasan preloaded, and any
+# ASan or UBSan report from httpd fails the test (and is copied into
+# MIRRORDAV_ASAN_LOG_DIR when set: t/90-asan-error-paths.t checks it).
+# What ASan cannot see here: APR pools carve their allocations out of
+# blocks they get from an allocator, and ASan sees only the blocks.  An
+# overflow from one pool allocation into the next, or a use of memory the
+# pool has handed out again, goes unnoticed; so does a use after free
+# while the block sits in an allocator's free list.  MaxMemFree 1 (KiB)
+# makes the allocators give freed blocks back to malloc at once, so the
+# blocks of a destroyed or cleared pool (a request's, a per-iteration
+# sub-pool's) land in ASan's quarantine and a later use is reported.  A
+# pool keeps its first block (8 KiB) when cleared, and memory within a
+# block a live pool still holds stays invisible unless APR itself is
+# built with pool debugging (--enable-pool-debug).
+my $ASAN = $ENV{MIRRORDAV_ASAN};
+my $ASAN_BUILT;
+
 sub top   { $TOP }
 sub build { $BUILD }
 
@@ -63,8 +81,19 @@ sub start_server {
     make_path($self->{run}, $self->{volume});
     system("$TOP/script/init-volume", $self->{volume}) == 0
         or die "init-volume failed";
-    chomp(my $conf = `$TOP/script/render-conf '$self->{run}' '$self->{volume}' $self->{port} '$BUILD/.libs/mod_mirrordav.so' ${\($o{fsync} // 'On')} ${\($o{log_level} // 'info')}`);
+    my $module = "$BUILD/.libs/mod_mirrordav.so";
+    if ($ASAN) {
+        $ASAN_BUILT //= system('make', '-s', '-C', $BUILD, 'asan') == 0
+            or die "make asan failed";
+        $module = "$BUILD/asan/.libs/mod_mirrordav.so";
+    }
+    chomp(my $conf = `$TOP/script/render-conf '$self->{run}' '$self->{volume}' $self->{port} '$module' ${\($o{fsync} // 'On')} ${\($o{log_level} // 'info')}`);
     die "render-conf failed" if $?;
+    if ($ASAN) {
+        open my $fh, '>>', $conf or die;
+        print $fh "\nMaxMemFree 1\n";
+        close $fh;
+    }
     if (my $extra = $o{conf_extra}) {
         open my $fh, '>>', $conf or die;
         print $fh "\n$extra\n";
@@ -99,6 +128,17 @@ sub _launch {
         POSIX::setpgid(0, 0);
         open STDOUT, '>>', "$self->{run}/stdout.log";
         open STDERR, '>&', \*STDOUT;
+        if ($ASAN) {
+            chomp(my $lib = `gcc -print-file-name=libasan.so`);
+            $ENV{LD_PRELOAD} = $lib;
+            # The children run as another user: a folder they can write.
+            my $d = "$self->{run}/sanitizer";
+            mkdir $d;
+            chmod 01777, $d;
+            # httpd installs its own SIGSEGV handler; ASan must keep its own.
+            $ENV{ASAN_OPTIONS} = "detect_leaks=0:allow_user_segv_handler=0:log_path=$d/asan";
+            $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$d/ubsan";
+        }
         { exec $HTTPD, '-f', $self->{conf}, '-DFOREGROUND' };
         POSIX::_exit(127);
     }
@@ -190,12 +230,30 @@ sub DESTROY {
     return if $self->{destroyed}++;
     return if ($self->{owner} // $$) != $$;   # a forked child's copy
     $self->stop;
+    $self->_asan_check if $ASAN;
     my $tb = Test::More->builder;
     if ($tb->is_passing && !$self->{keep}) {
         remove_tree($self->{base});
     } else {
         Test::More::diag("kept $self->{base} for inspection\n" . $self->log_tail);
     }
+}
+
+# Fails the test if httpd left an ASan or UBSan report (see $ASAN).
+sub _asan_check {
+    my ($self) = @_;
+    my @reports = grep { -s $_ } glob("$self->{run}/sanitizer/*");
+    # UBSan's reports, and any written before the log file could be
+    # opened, go to stderr: httpd's error log once it is running.
+    push @reports, grep { (slurp($_) // '') =~ /AddressSanitizer|runtime error:/ }
+        "$self->{run}/stdout.log", "$self->{run}/error.log";
+    if (my $dir = $ENV{MIRRORDAV_ASAN_LOG_DIR}) {
+        system('cp', @reports, $dir) if @reports;
+    }
+    my $text = join '', map { "== $_\n" . (slurp($_) // '') } @reports;
+    $self->{keep} = 1 if @reports;
+    Test::More::ok(!@reports, 'httpd left no ASan or UBSan report')
+        or Test::More::diag(substr($text, 0, 8000)) if @reports;
 }
 
 # ---------------------------------------------------------------- HTTP
