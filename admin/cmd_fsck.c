@@ -7,16 +7,23 @@
  *   stale-trash   an overwritten destination that could not be removed
  *   unreadable    a sidecar that cannot be opened
  *   missing-hash  a file with no SHA-1 recorded
- *   stale-hash    a SHA-1 recorded for an older content version or size
+ *   stale-hash    a SHA-1 recorded for an older content version
+ *   identity      a SHA-1 whose record does not name the bytes on disk
+ *                 (inode, size, mtime, ctime differ, or an old record
+ *                 names none): the server serves it as unknown
  *   unknown       anything else inside a sidecar folder (never touched)
+ * An orphan is a NAME.db, or a hashed <sha1>.hdb whose recorded name is
+ * absent from the directory; a sidecar whose data exists is never one.
  * With --repair it removes orphans, stale temps and unreadable sidecars,
- * and recomputes missing hashes under optimistic locking, so it is safe
- * to run while the server writes.  One line per finding on stdout:
+ * and recomputes missing and stale hashes under optimistic locking (the
+ * content version and the data's identity), so it is safe to run while
+ * the server writes.  One line per finding on stdout:
  * PATH<TAB>KIND<TAB>ACTION.  Exit 0 when the tree is (now) clean, 1 when
  * problems remain, 2 on a usage or I/O error.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -95,14 +102,20 @@ static const char *base_of(const char *path)
 }
 
 /* Recomputes the SHA-1 of DIR/NAME without ever recording a hash against
- * a version it was not computed from. */
+ * a version or bytes it was not computed from.  The hash is bound to ST,
+ * the identity of the open file before and after the read; the store
+ * checks under the lock that the data at the path still has it.  Any
+ * rename, link or unlink of that inode moves its ctime, so an unchanged
+ * identity at the end also proves the path held this inode while it was
+ * read. */
 static int rehash(const char *dir, const char *name, const char *path)
 {
+    struct stat st, after;
     sidecar_record rec;
     sidecar *sc;
     char hex[41];
     uint64_t size, version;
-    int rv;
+    int fd, rv;
 
     if ((rv = sidecar_open(dir, name, 1, &sc)) != 0)
         return rv;
@@ -119,27 +132,23 @@ static int rehash(const char *dir, const char *name, const char *path)
     if (rv != 0)
         return rv;
 
-    if ((rv = entry_sha1_file(path, hex, &size)) != 0)
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0)
+        rv = -errno;
+    else if ((rv = entry_sha1_file(path, hex, &size)) == 0 &&
+             (fstat(fd, &after) != 0 || after.st_ino != st.st_ino ||
+              after.st_size != st.st_size ||
+              after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+              after.st_mtim.tv_nsec != st.st_mtim.tv_nsec ||
+              after.st_ctim.tv_sec != st.st_ctim.tv_sec ||
+              after.st_ctim.tv_nsec != st.st_ctim.tv_nsec ||
+              size != (uint64_t)st.st_size))
+        rv = -ESTALE; /* written while read: the next run tries again */
+    close(fd);
+    if (rv != 0)
         return rv;
-    if ((rv = sidecar_store_sha1(dir, name, hex, version)) != 0)
-        return rv;
-
-    /* Size and mtime describe the data the hash was taken from. */
-    if ((rv = sidecar_open(dir, name, 1, &sc)) != 0)
-        return rv;
-    rv = sidecar_get_record(sc, &rec);
-    if (rv == 0 && rec.version == version) {
-        struct stat st;
-        if (stat(path, &st) == 0 && (uint64_t)st.st_size == size) {
-            rec.size = size;
-            rec.mtime = st.st_mtime;
-            rv = sidecar_set_record(sc, &rec);
-            if (rv == 0)
-                rv = sidecar_commit(sc);
-        }
-    }
-    sidecar_close(sc);
-    return rv;
+    return sidecar_store_sha1(dir, name, hex, version, &st);
 }
 
 static void check_file(fsck_ctx *c, const char *dir, const char *name,
@@ -168,9 +177,17 @@ static void check_file(fsck_ctx *c, const char *dir, const char *name,
     }
     if (!rec.sha1[0])
         kind = "missing-hash";
-    else if (rec.sha1_version != rec.version ||
-             rec.size != (uint64_t)st->st_size)
+    else if (rec.sha1_version != rec.version)
         kind = "stale-hash";
+    else if (!sidecar_hash_current(&rec, st)) {
+        struct stat now;
+
+        /* ST was taken before the record was read: a write that landed in
+         * between is not a finding. */
+        if (lstat(path, &now) != 0 || sidecar_hash_current(&rec, &now))
+            return;
+        kind = "identity";
+    }
     if (kind)
         report(c, path, kind, c->repair && rehash(dir, name, path) == 0,
                "recomputed");
@@ -186,6 +203,65 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
 static int remove_all(const char *path)
 {
     return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && !strcmp(s + n - m, suffix);
+}
+
+/* A sidecar N (at PATH, in DIR's folder) that no entry listed earlier
+ * claims.  Its entry's name is N less ".db", or for a hashed database the
+ * name recorded inside, which must hash back to N.  It is an orphan only
+ * if that entry is absent, which sidecar_remove_orphan checks again under
+ * the lock before it removes anything. */
+static void check_orphan(fsck_ctx *c, const char *dir, const char *n,
+                         const char *path, const struct stat *st)
+{
+    char *name = NULL, scpath[PATH_MAX], data[PATH_MAX];
+    struct stat dst;
+    int rv;
+
+    if (S_ISREG(st->st_mode) && has_suffix(n, ".hdb")) {
+        if (sidecar_recorded_name(path, &name) != 0 ||
+            sidecar_path(dir, name, scpath, sizeof(scpath)) != 0 ||
+            strcmp(base_of(scpath), n) != 0) {
+            free(name);
+            report(c, path, "unknown", 0, "");
+            return;
+        }
+    }
+    else if (S_ISREG(st->st_mode) && has_suffix(n, ".db")) {
+        name = strndup(n, strlen(n) - 3);
+        if (!name) {
+            c->io_error = 1;
+            return;
+        }
+    }
+    else {
+        report(c, path, "unknown", 0, "");
+        return;
+    }
+    if (!*name) { /* ".db" outside a tree's root: whose, is unclear */
+        free(name);
+        report(c, path, "unknown", 0, "");
+        return;
+    }
+    if ((size_t)snprintf(data, sizeof(data), "%s/%s", dir, name) <
+            sizeof(data) &&
+        lstat(data, &dst) == 0) {
+        /* A file or collection created since the listing: not an orphan.
+         * Anything else there is not served, but is not ours to judge. */
+        if (!S_ISREG(dst.st_mode) && !S_ISDIR(dst.st_mode))
+            report(c, path, "unknown", 0, "");
+        free(name);
+        return;
+    }
+    rv = c->repair ? sidecar_remove_orphan(dir, name) : -1;
+    if (rv != -EEXIST)
+        report(c, path, "orphan", rv == 0, "removed");
+    free(name);
 }
 
 static void check_sidecar_dir(fsck_ctx *c, const char *dir,
@@ -223,12 +299,8 @@ static void check_sidecar_dir(fsck_ctx *c, const char *dir,
         }
         else if (strlist_has(expected, n))
             continue;
-        else if (S_ISREG(st.st_mode) &&
-                 (strlen(n) > 3 && !strcmp(n + strlen(n) - 3, ".db")))
-            report(c, path, "orphan", c->repair && unlink(path) == 0,
-                   "removed");
         else
-            report(c, path, "unknown", 0, "");
+            check_orphan(c, dir, n, path, &st);
     }
     closedir(d);
 }

@@ -395,12 +395,17 @@ static int compare(engine *e, const job *j)
             if (v && strcmp(v, j->hex) != 0)
                 report(e, j->name, VERIFY_HASH, v, j->hex);
         }
-        /* Corruption at rest: the record made on receipt describes these
-         * bytes (same size and mtime, as nothing rewrote them through the
-         * server) yet its SHA-1 is not theirs. */
-        if (!j->herr && j->have_rec &&
+        /* Corruption at rest: the record made on receipt is bound to this
+         * very file (inode, size, mtime to the nanosecond: nothing wrote
+         * it since), yet its SHA-1 is not the data's.  The ctime is not
+         * compared: a snapshot's hard link moves it, and so does damage
+         * done through the file system, which is what this looks for. */
+        if (!j->herr && j->have_rec && j->rec.bound &&
+            j->rec.sha1_version == j->rec.version &&
+            j->rec.ino == (uint64_t)j->st.st_ino &&
             j->rec.size == (uint64_t)j->st.st_size &&
-            j->rec.mtime == (int64_t)j->st.st_mtime &&
+            j->rec.mtime == (int64_t)j->st.st_mtim.tv_sec &&
+            j->rec.mtime_nsec == (uint32_t)j->st.st_mtim.tv_nsec &&
             strcmp(j->rec.sha1, j->hex) != 0)
             report(e, j->name, VERIFY_SIDECAR, j->rec.sha1, j->hex);
     }
@@ -946,8 +951,7 @@ static int record_receipt(const char *dir, const char *path)
         rec.version++;
         memcpy(rec.sha1, hex, sizeof(rec.sha1));
         rec.sha1_version = rec.version;
-        rec.size = (uint64_t)st.st_size;
-        rec.mtime = (int64_t)st.st_mtime;
+        sidecar_record_bind(&rec, &st);
         rv = sidecar_set_record(sc, &rec);
     }
     if (rv == 0)

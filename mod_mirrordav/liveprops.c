@@ -5,6 +5,7 @@
  * are protected: PROPPATCH cannot set them.
  */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "apr_date.h"
 #include "apr_strings.h"
@@ -103,12 +104,24 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
         if (resource->collection)
             return DAV_PROP_INSERT_NOTDEF;
         if (what == DAV_PROP_INSERT_VALUE) {
-            if (read_record(resource, &rec) != 0 || !rec.sha1[0])
+            struct stat st;
+
+            if (read_record(resource, &rec) != 0)
                 return DAV_PROP_INSERT_NOTDEF;
-            value = propid == PROPID_sha1
-                        ? apr_pstrdup(p, rec.sha1)
-                        : apr_psprintf(p, "%" APR_UINT64_T_FMT,
-                                       (apr_uint64_t)rec.version);
+            if (propid == PROPID_content_version) {
+                if (!rec.version && !rec.sha1[0])
+                    return DAV_PROP_INSERT_NOTDEF; /* no record */
+                value = apr_psprintf(p, "%" APR_UINT64_T_FMT,
+                                     (apr_uint64_t)rec.version);
+                break;
+            }
+            /* A fresh lstat, after the record was read: the hash is
+             * served only while it names the bytes at the path now
+             * (finfo has microseconds only, and may predate the read). */
+            if (lstat(resource->info->path, &st) != 0 ||
+                !sidecar_hash_current(&rec, &st))
+                return DAV_PROP_INSERT_NOTDEF; /* unknown */
+            value = apr_pstrdup(p, rec.sha1);
         }
         break;
     default:

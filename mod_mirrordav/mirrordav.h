@@ -34,6 +34,8 @@ typedef struct {
     int fsync;             /* fsync before acknowledging; -1 = unset (on) */
     int hash;              /* SHA-1 on receipt; -1 = unset (on) */
     apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
+    int passive;           /* files served inert (CSP sandbox, nosniff);
+                              -1 = unset (on) */
 } mirrordav_conf;
 
 struct dav_resource_private {
@@ -51,6 +53,7 @@ extern module AP_MODULE_DECLARE_DATA mirrordav_module;
 const mirrordav_conf *mirrordav_get_conf(request_rec *r);
 int mirrordav_fsync_enabled(const mirrordav_conf *conf);
 int mirrordav_hash_enabled(const mirrordav_conf *conf);
+int mirrordav_passive_enabled(const mirrordav_conf *conf);
 
 /* paths.c */
 typedef enum {
@@ -73,6 +76,8 @@ int mirrordav_path_http_status(mirrordav_path_status st);
 const char *mirrordav_join(apr_pool_t *p, const char *dir, const char *name);
 const char *mirrordav_basename(const char *relpath);
 const char *mirrordav_dirname(apr_pool_t *p, const char *path);
+/* NAME (LEN bytes) is the sidecar folder's, in any letter case. */
+int mirrordav_is_reserved_name(const char *name, apr_size_t len);
 
 /* repos.c */
 extern const dav_hooks_repository mirrordav_hooks_repository;
@@ -134,12 +139,24 @@ apr_uint64_t mirrordav_decoded_limit(const mirrordav_conf *conf);
 /* walker.c */
 dav_error *mirrordav_walk(const dav_walk_params *params, int depth,
                           dav_response **response);
-/* Lists the visible entries of DIR (no sidecar folder, no symlinks), each
- * with its lstat info; in byte order of the names if SORTED. */
+/* The visible entries of a directory (no sidecar folder, no symlinks nor
+ * special files), each with its lstat info, in directory order. */
 typedef struct {
     const char *name;
     apr_finfo_t finfo;
 } mirrordav_dirent;
+typedef struct mirrordav_dir mirrordav_dir;
+/* Opens PATH for reading an entry at a time; closed with P at the latest. */
+dav_error *mirrordav_dir_open(apr_pool_t *p, const char *path,
+                              mirrordav_dir **dir);
+/* The next entry, its name allocated in P (a per-entry pool); *DONE is
+ * set at the end. */
+dav_error *mirrordav_dir_next(apr_pool_t *p, mirrordav_dir *dir,
+                              mirrordav_dirent *e, int *done);
+void mirrordav_dir_close(apr_pool_t *p, mirrordav_dir *dir);
+/* Every entry at once (in byte order of the names if SORTED): memory
+ * grows with the directory.  Only for the callers not yet moved to
+ * mirrordav_dir_next. */
 dav_error *mirrordav_read_dir(apr_pool_t *p, const char *dir, int sorted,
                               apr_array_header_t **entries);
 

@@ -8,6 +8,7 @@
  *   </Location>
  */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "apr_strings.h"
 #include "apr_uri.h"
@@ -29,6 +30,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->fsync = -1;
     conf->hash = -1;
     conf->max_decoded = -1;
+    conf->passive = -1;
     return conf;
 }
 
@@ -47,6 +49,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->hash = add->hash != -1 ? add->hash : base->hash;
     conf->max_decoded =
         add->max_decoded != -1 ? add->max_decoded : base->max_decoded;
+    conf->passive = add->passive != -1 ? add->passive : base->passive;
     return conf;
 }
 
@@ -81,6 +84,12 @@ static const char *set_hash(cmd_parms *cmd, void *dconf, int on)
     return NULL;
 }
 
+static const char *set_passive(cmd_parms *cmd, void *dconf, int on)
+{
+    ((mirrordav_conf *)dconf)->passive = on;
+    return NULL;
+}
+
 static const char *set_max_decoded(cmd_parms *cmd, void *dconf,
                                    const char *arg)
 {
@@ -106,6 +115,9 @@ static const command_rec commands[] = {
     AP_INIT_TAKE1("MirrorDAVMaxDecodedSize", set_max_decoded, NULL,
                   ACCESS_CONF,
                   "largest decoded size of a gzip-encoded body, in bytes"),
+    AP_INIT_FLAG("MirrorDAVPassiveContent", set_passive, NULL, ACCESS_CONF,
+                 "serve stored files with Content-Security-Policy: sandbox "
+                 "and X-Content-Type-Options: nosniff (default On)"),
     {NULL},
 };
 
@@ -122,6 +134,11 @@ int mirrordav_fsync_enabled(const mirrordav_conf *conf)
 int mirrordav_hash_enabled(const mirrordav_conf *conf)
 {
     return conf->hash != 0;
+}
+
+int mirrordav_passive_enabled(const mirrordav_conf *conf)
+{
+    return conf->passive != 0;
 }
 
 /* Sends STATUS with a one-line plain body naming the cause. */
@@ -196,6 +213,33 @@ static int check_destination(request_rec *r, const mirrordav_conf *conf)
                               mirrordav_path_message(st), NULL));
 }
 
+/* A collection asked for by GET or HEAD without its trailing slash is
+ * redirected to the slash form, as mod_dir does: a page or a client that
+ * resolves relative links ("../", "file") against the slashless URI would
+ * land in the parent folder.  WebDAV methods keep answering on the
+ * slashless URI, which clients rely on. */
+static int redirect_collection(request_rec *r, const mirrordav_conf *conf)
+{
+    apr_size_t n = strlen(r->uri);
+    const char *relpath, *to;
+    struct stat st;
+
+    /* M_GET covers HEAD.  Only a real directory reached without crossing
+     * a link is redirected; anything else is left to mod_dav's answer. */
+    if (r->method_number != M_GET || n == 0 || r->uri[n - 1] == '/' ||
+        mirrordav_uri_to_relpath(r->pool, conf->root_uri, r->uri, &relpath) !=
+            MIRRORDAV_PATH_OK ||
+        (*relpath && mirrordav_check_ancestors(r->pool, conf->live, relpath) !=
+                         MIRRORDAV_PATH_OK) ||
+        lstat(r->filename, &st) != 0 || !S_ISDIR(st.st_mode))
+        return DECLINED;
+    to = apr_pstrcat(r->pool, ap_escape_uri(r->pool, r->uri), "/",
+                     r->args ? "?" : "", r->args ? r->args : "", NULL);
+    apr_table_setn(r->headers_out, "Location",
+                   ap_construct_url(r->pool, to, r));
+    return HTTP_MOVED_PERMANENTLY;
+}
+
 static int fixups(request_rec *r)
 {
     const mirrordav_conf *conf;
@@ -208,7 +252,7 @@ static int fixups(request_rec *r)
         apr_table_setn(r->headers_out, "Accept-Encoding", "gzip");
     if (r->method_number == M_COPY || r->method_number == M_MOVE)
         return check_destination(r, conf);
-    return DECLINED;
+    return redirect_collection(r, conf);
 }
 
 static const dav_provider provider = {

@@ -5,19 +5,40 @@
  * may name the sidecar folder, and no path may cross a symbolic link or a
  * special file, so nothing leads outside the volume.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifdef SYS_openat2
+#include <linux/openat2.h>
+#endif
 
 #include "apr_strings.h"
 #include "mirrordav.h"
 #include "sidecar/sidecar.h"
+
+/* The reserved name is matched in any letter case, on every volume: a
+ * volume may sit on, or be copied to, a case-insensitive file system (a
+ * casefolded ext4 folder, a mounted SMB or APFS share, a restore on
+ * macOS), where ".MirrorDAV" opens the sidecar folder; a name that is
+ * refused in some places and served in others would follow the data
+ * around unpredictably.  Refusing it everywhere costs users only the
+ * handful of spellings of this one name. */
+int mirrordav_is_reserved_name(const char *name, apr_size_t len)
+{
+    return len == sizeof(SIDECAR_DIR) - 1 &&
+           strncasecmp(name, SIDECAR_DIR, len) == 0;
+}
 
 static mirrordav_path_status check_segment(const char *seg, apr_size_t len)
 {
     if (len == 0 || (len == 1 && seg[0] == '.') ||
         (len == 2 && seg[0] == '.' && seg[1] == '.'))
         return MIRRORDAV_PATH_INVALID;
-    if (len == sizeof(SIDECAR_DIR) - 1 && memcmp(seg, SIDECAR_DIR, len) == 0)
+    if (mirrordav_is_reserved_name(seg, len))
         return MIRRORDAV_PATH_RESERVED;
     return MIRRORDAV_PATH_OK;
 }
@@ -59,11 +80,12 @@ mirrordav_path_status mirrordav_uri_to_relpath(apr_pool_t *p,
     return MIRRORDAV_PATH_OK;
 }
 
-/* Every proper ancestor of RELPATH under BASE must be a real directory or
- * not exist at all; a symlink or special file anywhere on the way refuses
- * the path.  The last segment is the caller's to lstat. */
-mirrordav_path_status
-mirrordav_check_ancestors(apr_pool_t *p, const char *base, const char *relpath)
+/* The lstat walk: each proper ancestor in turn, from the top.  A symlink
+ * swapped in for an ancestor already checked, while the walk goes on
+ * below it, is followed unseen; it serves where openat2 is missing and to
+ * tell what a non-directory on the way is. */
+static mirrordav_path_status check_by_lstat(apr_pool_t *p, const char *base,
+                                            const char *relpath)
 {
     char *path = apr_pstrcat(p, base, "/", relpath, NULL);
     char *s = path + strlen(base) + 1;
@@ -84,6 +106,74 @@ mirrordav_check_ancestors(apr_pool_t *p, const char *base, const char *relpath)
         *s++ = '/';
     }
     return MIRRORDAV_PATH_OK;
+}
+
+/* Set by the unit test to check that both ways give the same answers. */
+int mirrordav_paths_no_openat2;
+
+/* Every proper ancestor of RELPATH under BASE must be a real directory or
+ * not exist at all; a symlink or special file anywhere on the way refuses
+ * the path.  The last segment is the caller's to lstat.
+ *
+ * Where the kernel has openat2 (Linux 5.6), the parent is resolved in one
+ * call from a descriptor of BASE with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS:
+ * the kernel refuses a symlink met at any component during that one
+ * resolution, so a link swapped in mid-check cannot be followed as it can
+ * between two lstat calls.  The caller still uses the path by name
+ * afterwards; this narrows the window to between check and use, it does
+ * not close it. */
+mirrordav_path_status
+mirrordav_check_ancestors(apr_pool_t *p, const char *base, const char *relpath)
+{
+#ifdef SYS_openat2
+    const char *slash = strrchr(relpath, '/');
+    struct open_how how;
+    struct stat st;
+    int dfd, fd, e, tries;
+
+    if (!slash)
+        return MIRRORDAV_PATH_OK; /* no proper ancestor */
+    if (mirrordav_paths_no_openat2)
+        return check_by_lstat(p, base, relpath);
+    dfd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return check_by_lstat(p, base, relpath);
+    memset(&how, 0, sizeof(how));
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve =
+        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    /* EAGAIN: a concurrent rename raced the RESOLVE_BENEATH check. */
+    for (tries = 0; tries < 3; tries++) {
+        fd = (int)syscall(SYS_openat2, dfd,
+                          apr_pstrmemdup(p, relpath, slash - relpath), &how,
+                          sizeof(how));
+        e = errno;
+        if (fd >= 0 || e != EAGAIN)
+            break;
+    }
+    close(dfd);
+    if (fd >= 0) {
+        int rc = fstat(fd, &st);
+        close(fd);
+        if (rc != 0 || S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))
+            return MIRRORDAV_PATH_OK;  /* a file as parent: the caller's 409 */
+        return MIRRORDAV_PATH_SYMLINK; /* a special file */
+    }
+    switch (e) {
+    case ELOOP: /* a symlink on the way */
+    case EXDEV: /* a way out of BASE */
+        return MIRRORDAV_PATH_SYMLINK;
+    case ENOENT:
+        return MIRRORDAV_PATH_OK; /* missing ancestor: caller says 409 */
+    default:
+        /* ENOTDIR (a file or a special file on the way: the walk tells
+         * which), and ENOSYS, EPERM (seccomp), EINVAL on kernels or
+         * sandboxes without openat2. */
+        return check_by_lstat(p, base, relpath);
+    }
+#else
+    return check_by_lstat(p, base, relpath);
+#endif
 }
 
 const char *mirrordav_path_message(mirrordav_path_status st)

@@ -253,23 +253,37 @@ static dav_error *db_map_namespaces(dav_db *db,
     return NULL;
 }
 
+/* Sets the data's mtime.  That moves its ctime too, so the record's SHA-1,
+ * which names the bytes by mtime and ctime, is re-bound within this
+ * handle: it still names the same bytes. */
+static int set_mtime(dav_db *db, const struct timespec *mtime)
+{
+    struct timespec ts[2] = {{0, UTIME_OMIT}, *mtime};
+    struct stat before, after;
+    int known = lstat(db->resource->info->path, &before) == 0;
+
+    if (utimensat(AT_FDCWD, db->resource->info->path, ts,
+                  AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    /* Not re-bound (a damaged record, no memory): the hash reads unknown
+     * until fsck recomputes it, which is no reason to fail the request. */
+    if (known && lstat(db->resource->info->path, &after) == 0)
+        (void)sidecar_rebind_handle(db->sc, &before, &after, 1);
+    return 0;
+}
+
 /* RFC 1123 date as the Windows client sends it. */
 static int set_mtime_from(dav_db *db, const apr_xml_elem *elem)
 {
     const char *text = dav_xml_get_cdata(elem, db->pool, 1);
     apr_time_t t = apr_date_parse_rfc(text);
-    struct timespec ts[2];
+    struct timespec ts;
 
     if (t == APR_DATE_BAD)
         return -EINVAL;
-    ts[0].tv_sec = 0;
-    ts[0].tv_nsec = UTIME_OMIT;
-    ts[1].tv_sec = apr_time_sec(t);
-    ts[1].tv_nsec = (long)(apr_time_usec(t) * 1000);
-    if (utimensat(AT_FDCWD, db->resource->info->path, ts,
-                  AT_SYMLINK_NOFOLLOW) != 0)
-        return -errno;
-    return 0;
+    ts.tv_sec = apr_time_sec(t);
+    ts.tv_nsec = (long)(apr_time_usec(t) * 1000);
+    return set_mtime(db, &ts);
 }
 
 static int is_win32_mtime(const dav_prop_name *name)
@@ -415,10 +429,8 @@ static dav_error *db_apply_rollback(dav_db *db, dav_deadprop_rollback *rb)
     }
     if (rv == 0)
         rv = sidecar_prepare(db->sc);
-    if (rb->mtime_set) {
-        struct timespec ts[2] = {{0, UTIME_OMIT}, rb->mtime};
-        utimensat(AT_FDCWD, db->resource->info->path, ts, AT_SYMLINK_NOFOLLOW);
-    }
+    if (rb->mtime_set)
+        set_mtime(db, &rb->mtime);
     if (rv != 0)
         return sc_error(db, rv, "Could not roll back a property");
     return NULL;

@@ -149,6 +149,14 @@ static dav_error *set_headers(request_rec *r, const dav_resource *resource)
         ap_set_content_type(r, "text/html; charset=utf-8");
         return NULL;
     }
+    if (mirrordav_passive_enabled(resource->info->conf)) {
+        /* Stored files are data, never pages of this site: an uploaded
+         * .html opened by an admin must not run with the admin's
+         * credentials, nor anything be sniffed into HTML.  (The module's
+         * own listing pages above have neither header.) */
+        apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
+        apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    }
     apr_table_setn(r->headers_out, "Accept-Ranges", "bytes");
     ap_set_content_length(r, fi->size);
     if (!r->content_type)
@@ -228,9 +236,11 @@ static dav_error *no_destination_parent(apr_pool_t *p)
 
 /* Copies one regular file into place as a new file (publish.c), keeping
  * the source's mode and mtime: a restore from a snapshot must bring the
- * original time back. */
+ * original time back.  ID gets, for sidecar_rebind_copy, the source's
+ * fstat before and after reading it and the copy's once published. */
 static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
-                            const char *src, const char *dst)
+                            const char *src, const char *dst,
+                            struct stat id[3])
 {
     const char *ddir = mirrordav_dirname(p, dst);
     mirrordav_newfile out = {-1, NULL};
@@ -274,7 +284,10 @@ static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
     }
     if ((e = mirrordav_newfile_publish(p, &out, ddir, dst)) != 0)
         goto fail;
-    mirrordav_newfile_discard(&out); /* closes it; nothing left to remove */
+    id[0] = st;
+    if (fstat(in, &id[1]) != 0 || fstat(out.fd, &id[2]) != 0)
+        memset(id, 0, 3 * sizeof(*id)); /* matches no record */
+    mirrordav_newfile_discard(&out);    /* closes it; nothing left to remove */
     close(in);
     if (mirrordav_fsync_enabled(conf))
         return mirrordav_fsync_dir(p, ddir);
@@ -320,10 +333,18 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
     int i;
 
     if (!is_dir) {
-        err = copy_file(p, conf, src, dst);
+        struct stat id[3];
+
+        err = copy_file(p, conf, src, dst, id);
         if (!err && carry_sidecar(sidecar_copy, p, src, dst) != 0)
             err = mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                   "Could not copy the file's metadata.");
+        /* The SHA-1 carries over only if the bytes copied are the ones it
+         * names; else it reads unknown at the destination. */
+        if (!err)
+            sidecar_rebind_copy(mirrordav_dirname(p, dst),
+                                mirrordav_basename(dst), &id[0], &id[1],
+                                &id[2]);
         return err;
     }
     if (mkdir(dst, 0755) != 0) {
@@ -596,6 +617,7 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
     apr_pool_t *p = dst->pool;
     const char *spath = src->info->path, *dpath = dst->info->path;
     dav_error *err = NULL;
+    struct stat before, after;
 
     *response = NULL;
     if (!*src->info->relpath)
@@ -604,6 +626,8 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
     /* One rename moves the whole tree atomically; the sidecars of the
      * members travel inside it, and only the entry's own sidecar follows
      * in a second step (a crash in between is repaired by fsck). */
+    if (lstat(spath, &before) != 0)         /* rename(2) moves the ctime */
+        memset(&before, 0, sizeof(before)); /* matches no record */
     if (rename(spath, dpath) != 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
@@ -619,6 +643,9 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
                       "metadata of %s did not follow its move to %s; "
                       "mirrordav fsck will repair it",
                       spath, dpath);
+    else if (lstat(dpath, &after) == 0)
+        sidecar_rebind(mirrordav_dirname(p, dpath), mirrordav_basename(dpath),
+                       &before, &after);
     if (mirrordav_fsync_enabled(dst->info->conf)) {
         const char *sdir = mirrordav_dirname(p, spath);
         const char *ddir = mirrordav_dirname(p, dpath);

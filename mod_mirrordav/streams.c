@@ -320,8 +320,16 @@ void mirrordav_record_receipt(request_rec *r, const char *path,
             }
             else
                 rec.sha1[0] = '\0'; /* fsck --repair computes it */
-            rec.size = (uint64_t)st->st_size;
-            rec.mtime = (int64_t)st->st_mtime;
+            /* The identity is taken now, after the publish: linking or
+             * renaming the file into place moved its ctime.  ST (before
+             * the publish) vouches that the bytes are the ones hashed;
+             * size or mtime changed since means someone else wrote into
+             * the file, and then the hash is bound to nothing. */
+            sidecar_record_bind(&rec, &now);
+            if (now.st_size != st->st_size ||
+                now.st_mtim.tv_sec != st->st_mtim.tv_sec ||
+                now.st_mtim.tv_nsec != st->st_mtim.tv_nsec)
+                rec.bound = 0;
             rv = sidecar_set_record(sc, &rec);
         }
         if (rv == 0)

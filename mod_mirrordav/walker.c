@@ -1,9 +1,10 @@
 /*
  * Depth walks for PROPFIND, locks and validation.  Members are visited in
  * directory order; the sidecar folder, symbolic links and special
- * files are never part of the tree.  Each member's resource lives in a
- * scratch pool cleared after its callback, so a walk over a large tree
- * holds one directory listing per level, not the whole tree.
+ * files are never part of the tree.  Directories are read an entry at a
+ * time, and each member's resource lives in a scratch pool cleared after
+ * its callback, so a walk holds one open directory per level and one
+ * member at a time, whatever the size of the tree.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +16,67 @@
 
 #include "apr_strings.h"
 #include "mirrordav.h"
-#include "sidecar/sidecar.h"
+
+struct mirrordav_dir {
+    DIR *d;
+};
+
+static apr_status_t close_dir(void *data)
+{
+    mirrordav_dir *dir = data;
+
+    if (dir->d)
+        closedir(dir->d);
+    dir->d = NULL;
+    return APR_SUCCESS;
+}
+
+dav_error *mirrordav_dir_open(apr_pool_t *p, const char *path,
+                              mirrordav_dir **dirp)
+{
+    mirrordav_dir *dir = apr_pcalloc(p, sizeof(*dir));
+
+    dir->d = opendir(path);
+    if (!dir->d)
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                     "Could not read the collection");
+    apr_pool_cleanup_register(p, dir, close_dir, apr_pool_cleanup_null);
+    *dirp = dir;
+    return NULL;
+}
+
+dav_error *mirrordav_dir_next(apr_pool_t *p, mirrordav_dir *dir,
+                              mirrordav_dirent *e, int *done)
+{
+    struct dirent *de;
+
+    *done = 0;
+    while ((errno = 0, de = readdir(dir->d)) != NULL) {
+        const char *n = de->d_name;
+        struct stat st;
+
+        if ((n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) ||
+            mirrordav_is_reserved_name(n, strlen(n)))
+            continue;
+        if (fstatat(dirfd(dir->d), n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue; /* vanished since readdir */
+        if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+            continue; /* symlinks and special files are not served */
+        e->name = apr_pstrdup(p, n);
+        mirrordav_stat_to_finfo(&st, &e->finfo);
+        return NULL;
+    }
+    if (errno)
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                     "Could not read the collection");
+    *done = 1;
+    return NULL;
+}
+
+void mirrordav_dir_close(apr_pool_t *p, mirrordav_dir *dir)
+{
+    apr_pool_cleanup_run(p, dir, close_dir);
+}
 
 static int cmp_dirent(const void *a, const void *b)
 {
@@ -27,35 +88,20 @@ dav_error *mirrordav_read_dir(apr_pool_t *p, const char *path, int sorted,
                               apr_array_header_t **entries)
 {
     apr_array_header_t *arr = apr_array_make(p, 16, sizeof(mirrordav_dirent));
-    DIR *d = opendir(path);
-    struct dirent *de;
+    mirrordav_dir *dir;
+    dav_error *err;
+    int done = 0;
 
-    if (!d)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not read the collection");
-    while ((errno = 0, de = readdir(d)) != NULL) {
-        const char *n = de->d_name;
-        mirrordav_dirent *e;
-        struct stat st;
-
-        if ((n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) ||
-            sidecar_is_reserved_name(n))
-            continue;
-        if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue; /* vanished since readdir */
-        if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-            continue; /* symlinks and special files are not served */
-        e = apr_array_push(arr);
-        e->name = apr_pstrdup(p, n);
-        mirrordav_stat_to_finfo(&st, &e->finfo);
+    if ((err = mirrordav_dir_open(p, path, &dir)) != NULL)
+        return err;
+    while (!err && !done) {
+        mirrordav_dirent e;
+        if ((err = mirrordav_dir_next(p, dir, &e, &done)) == NULL && !done)
+            *(mirrordav_dirent *)apr_array_push(arr) = e;
     }
-    if (errno) {
-        int e = errno;
-        closedir(d);
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                     "Could not read the collection");
-    }
-    closedir(d);
+    mirrordav_dir_close(p, dir);
+    if (err)
+        return err;
     if (sorted)
         qsort(arr->elts, arr->nelts, sizeof(mirrordav_dirent), cmp_dirent);
     *entries = arr;
@@ -72,31 +118,36 @@ static dav_error *walk_members(walk_ctx *ctx, const dav_resource *dir,
 {
     const dav_walk_params *params = ctx->params;
     dav_resource_private *dinfo = dir->info;
-    apr_array_header_t *entries;
+    const char *sep = dir->uri[strlen(dir->uri) - 1] == '/' ? "" : "/";
     apr_pool_t *listp, *scratch;
+    mirrordav_dir *d;
     dav_error *err;
-    int i;
+    int done = 0;
 
+    /* One open directory per level and one member at a time, as
+     * mod_dav_fs walks: memory does not grow with the size of a
+     * collection.  Members come in directory order (a multistatus has
+     * none); mod_dav streams each <response> as the callback returns. */
     apr_pool_create(&listp, params->pool);
     apr_pool_create(&scratch, listp);
-    /* A multistatus has no order; sorting 10 000 names cost 8% of a
-     * PROPFIND. */
-    if ((err = mirrordav_read_dir(listp, dinfo->path, 0, &entries)) != NULL) {
+    if ((err = mirrordav_dir_open(listp, dinfo->path, &d)) != NULL) {
         apr_pool_destroy(listp);
         return err;
     }
-    for (i = 0; i < entries->nelts && !err; i++) {
-        const mirrordav_dirent *de =
-            &APR_ARRAY_IDX(entries, i, mirrordav_dirent);
-        int is_dir = de->finfo.filetype == APR_DIR;
-        const char *uri =
-            apr_pstrcat(scratch, dir->uri,
-                        dir->uri[strlen(dir->uri) - 1] == '/' ? "" : "/",
-                        de->name, is_dir ? "/" : "", NULL);
-        dav_resource *res = mirrordav_new_resource(
+    while (!err) {
+        mirrordav_dirent de;
+        const char *uri;
+        dav_resource *res;
+        int is_dir;
+
+        if ((err = mirrordav_dir_next(scratch, d, &de, &done)) != NULL || done)
+            break;
+        is_dir = de.finfo.filetype == APR_DIR;
+        uri = apr_pstrcat(scratch, dir->uri, sep, de.name, is_dir ? "/" : "",
+                          NULL);
+        res = mirrordav_new_resource(
             scratch, dinfo->r, dinfo->conf,
-            mirrordav_join(scratch, dinfo->relpath, de->name), uri,
-            &de->finfo);
+            mirrordav_join(scratch, dinfo->relpath, de.name), uri, &de.finfo);
 
         ctx->wres.resource = res;
         err = params->func(&ctx->wres, is_dir ? DAV_CALLTYPE_COLLECTION
@@ -105,7 +156,7 @@ static dav_error *walk_members(walk_ctx *ctx, const dav_resource *dir,
             err = walk_members(ctx, res, depth - 1);
         apr_pool_clear(scratch);
     }
-    apr_pool_destroy(listp);
+    apr_pool_destroy(listp); /* closes the directory */
     return err;
 }
 

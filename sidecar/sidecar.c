@@ -22,9 +22,14 @@
  *              byte 1   flags; bit 0: a SHA-1 follows
  *              20 bytes raw SHA-1, when flagged
  *              then LEB128 varints: sha1_version, size, mtime (zigzag),
- *              version.
- *            Readers ignore trailing bytes, so later fields can be appended
- *            without changing the format byte.
+ *              version;
+ *              when flags bit 1 (bound) is set, the identity of the data
+ *              follows, as varints: inode, mtime_nsec, ctime (zigzag),
+ *              ctime_nsec.
+ *            Readers ignore trailing bytes and unknown flags, so later
+ *            fields can be appended without changing the format byte.  A
+ *            record from before the identity has bit 1 clear, and so does
+ *            one rewritten by such an old reader: its hash reads unknown.
  *   "_verify" sidecar_verify, binary: byte 0 format (1), byte 1 flags
  *            (bit 0: clean, bit 1: a SHA-1 follows), 20 bytes raw SHA-1
  *            when flagged, then LEB128 varints: time (zigzag), version,
@@ -69,6 +74,7 @@
 #define KEY_VERIFY   "_verify"
 #define REC_FORMAT   1
 #define REC_HAS_SHA1 0x01
+#define REC_BOUND    0x02
 #define DB_MODE      0644
 #define GDBM_BLOCK   512
 /* Reserving is about the small, common case; above this, plain GDBM. */
@@ -1193,10 +1199,21 @@ static int get_varint(const unsigned char **p, const unsigned char *end,
     return -EBADMSG;
 }
 
+static uint64_t zigzag(int64_t v)
+{
+    return v < 0 ? ~((uint64_t)v << 1) : (uint64_t)v << 1;
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+    return (v & 1) ? (int64_t) ~(v >> 1) : (int64_t)(v >> 1);
+}
+
 int sidecar_get_record(sidecar *sc, sidecar_record *rec)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p, *end;
+    unsigned char flags;
     uint64_t mt;
     datum v;
     int rc, i;
@@ -1215,7 +1232,8 @@ int sidecar_get_record(sidecar *sc, sidecar_record *rec)
     rc = -EBADMSG;
     if (end - p < 2 || p[0] != REC_FORMAT)
         goto out;
-    if (p[1] & REC_HAS_SHA1) {
+    flags = p[1];
+    if (flags & REC_HAS_SHA1) {
         if (end - p < 22)
             goto out;
         for (i = 0; i < 20; i++) {
@@ -1232,7 +1250,19 @@ int sidecar_get_record(sidecar *sc, sidecar_record *rec)
         get_varint(&p, end, &rec->size) || get_varint(&p, end, &mt) ||
         get_varint(&p, end, &rec->version))
         goto out;
-    rec->mtime = (mt & 1) ? (int64_t) ~(mt >> 1) : (int64_t)(mt >> 1);
+    rec->mtime = unzigzag(mt);
+    if (flags & REC_BOUND) {
+        uint64_t mns, ct, cns;
+
+        if (get_varint(&p, end, &rec->ino) || get_varint(&p, end, &mns) ||
+            get_varint(&p, end, &ct) || get_varint(&p, end, &cns) ||
+            mns >= 1000000000 || cns >= 1000000000)
+            goto out;
+        rec->bound = 1;
+        rec->mtime_nsec = (uint32_t)mns;
+        rec->ctime = unzigzag(ct);
+        rec->ctime_nsec = (uint32_t)cns;
+    }
     rc = 0;
 out:
     if (rc)
@@ -1243,36 +1273,100 @@ out:
 
 int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
 {
-    unsigned char buf[2 + 20 + 4 * 10], *p = buf;
-    uint64_t mt;
+    unsigned char buf[2 + 20 + 8 * 10], *p = buf;
     int i;
 
     if (rec->sha1[0] && !is_hex_sha1(rec->sha1))
         return -EINVAL;
+    if (rec->bound &&
+        (rec->mtime_nsec >= 1000000000 || rec->ctime_nsec >= 1000000000))
+        return -EINVAL;
     *p++ = REC_FORMAT;
-    *p++ = rec->sha1[0] ? REC_HAS_SHA1 : 0;
+    *p++ = (unsigned char)((rec->sha1[0] ? REC_HAS_SHA1 : 0) |
+                           (rec->bound ? REC_BOUND : 0));
     if (rec->sha1[0]) {
         for (i = 0; i < 20; i++)
             *p++ = (unsigned char)(hexval(rec->sha1[2 * i]) << 4 |
                                    hexval(rec->sha1[2 * i + 1]));
     }
-    mt = rec->mtime < 0 ? ~((uint64_t)rec->mtime << 1)
-                        : (uint64_t)rec->mtime << 1;
     p += put_varint(p, rec->sha1_version);
     p += put_varint(p, rec->size);
-    p += put_varint(p, mt);
+    p += put_varint(p, zigzag(rec->mtime));
     p += put_varint(p, rec->version);
+    if (rec->bound) {
+        p += put_varint(p, rec->ino);
+        p += put_varint(p, rec->mtime_nsec);
+        p += put_varint(p, zigzag(rec->ctime));
+        p += put_varint(p, rec->ctime_nsec);
+    }
     return do_set(sc, KEY_REC, sizeof KEY_REC - 1, buf, (size_t)(p - buf));
 }
 
+void sidecar_record_bind(sidecar_record *rec, const struct stat *st)
+{
+    rec->bound = 1;
+    rec->ino = (uint64_t)st->st_ino;
+    rec->size = (uint64_t)st->st_size;
+    rec->mtime = (int64_t)st->st_mtim.tv_sec;
+    rec->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    rec->ctime = (int64_t)st->st_ctim.tv_sec;
+    rec->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+}
+
+/* 1 if REC's identity is bound and is ST's. */
+static int record_is(const sidecar_record *rec, const struct stat *st)
+{
+    return rec->bound && S_ISREG(st->st_mode) &&
+           rec->ino == (uint64_t)st->st_ino &&
+           rec->size == (uint64_t)st->st_size &&
+           rec->mtime == (int64_t)st->st_mtim.tv_sec &&
+           rec->mtime_nsec == (uint32_t)st->st_mtim.tv_nsec &&
+           rec->ctime == (int64_t)st->st_ctim.tv_sec &&
+           rec->ctime_nsec == (uint32_t)st->st_ctim.tv_nsec;
+}
+
+/* 1 if A and B are the same file with the same identity. */
+static int stat_same(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+           a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+           a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+int sidecar_hash_current(const sidecar_record *rec, const struct stat *st)
+{
+    return rec->sha1[0] && rec->sha1_version == rec->version &&
+           record_is(rec, st);
+}
+
+/* The data at DIR/NAME ("" = DIR itself), lstat()ed into ST. */
+static int lstat_data(const char *dir, const char *name, struct stat *st)
+{
+    char *path;
+    int rc = 0;
+
+    if (!*name)
+        return lstat(dir, st) ? neg_errno() : 0;
+    if (!(path = join(dir, name)))
+        return -ENOMEM;
+    if (lstat(path, st))
+        rc = neg_errno();
+    free(path);
+    return rc;
+}
+
 int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
-                       uint64_t version)
+                       uint64_t version, const struct stat *st)
 {
     sidecar_record rec;
+    struct stat now;
     sidecar *sc;
     int rc;
 
-    if (!sha1 || !is_hex_sha1(sha1))
+    if (!sha1 || !is_hex_sha1(sha1) || !st)
         return -EINVAL;
     rc = sidecar_open(dir, name, 1, &sc);
     if (rc)
@@ -1280,15 +1374,111 @@ int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
     rc = sidecar_get_record(sc, &rec);
     if (!rc && rec.version != version)
         rc = -ESTALE;
+    /* Under the lock, so that a write that replaces the data (and records
+     * under the same lock) cannot slip between this check and the commit:
+     * the hash is bound only to the bytes it was computed from. */
+    if (!rc) {
+        rc = lstat_data(dir, name, &now);
+        if (rc == -ENOENT || rc == -ENOTDIR || (!rc && !stat_same(&now, st)))
+            rc = -ESTALE;
+    }
     if (!rc) {
         memcpy(rec.sha1, sha1, 41);
         rec.sha1_version = version;
+        sidecar_record_bind(&rec, &now);
         rc = sidecar_set_record(sc, &rec);
     }
     if (!rc)
         rc = sidecar_commit(sc);
     sidecar_close(sc);
     return rc;
+}
+
+int sidecar_rebind_handle(sidecar *sc, const struct stat *before,
+                          const struct stat *after, int mtime_set)
+{
+    sidecar_record rec;
+    int rc = sidecar_get_record(sc, &rec);
+
+    if (rc || !record_is(&rec, before))
+        return rc;
+    if (after->st_dev != before->st_dev || after->st_ino != before->st_ino ||
+        after->st_size != before->st_size ||
+        (!mtime_set && (after->st_mtim.tv_sec != before->st_mtim.tv_sec ||
+                        after->st_mtim.tv_nsec != before->st_mtim.tv_nsec)))
+        return 0;
+    sidecar_record_bind(&rec, after);
+    return sidecar_set_record(sc, &rec);
+}
+
+/* Opens NAME in DIR writable, lets REBIND change the record, commits.
+ * A missing sidecar folder means no record: nothing to open or create. */
+static int rebind_at(const char *dir, const char *name,
+                     int (*rebind)(sidecar *, const void *), const void *arg)
+{
+    char path[PATH_MAX];
+    sidecar *sc;
+    int rc;
+
+    rc = sidecar_path(dir, name, path, sizeof path);
+    if (rc)
+        return rc;
+    if (access(path, F_OK))
+        return errno == ENOENT || errno == ENOTDIR ? 0 : neg_errno();
+    rc = sidecar_open(dir, name, 1, &sc);
+    if (rc)
+        return rc;
+    rc = rebind(sc, arg);
+    if (!rc)
+        rc = sidecar_commit(sc);
+    sidecar_close(sc);
+    return rc;
+}
+
+struct rebind_args {
+    const struct stat *before, *after, *copy;
+};
+
+static int rebind_rename(sidecar *sc, const void *arg)
+{
+    const struct rebind_args *a = arg;
+
+    return sidecar_rebind_handle(sc, a->before, a->after, 0);
+}
+
+static int rebind_copied(sidecar *sc, const void *arg)
+{
+    const struct rebind_args *a = arg;
+    sidecar_record rec;
+    int rc = sidecar_get_record(sc, &rec);
+
+    /* The bytes read are the bytes of BEFORE only if nothing changed the
+     * source meanwhile; the copy keeps size and mtime, so a copy that
+     * differs in either is not the one that was read. */
+    if (rc || !record_is(&rec, a->before) || !stat_same(a->before, a->after) ||
+        a->copy->st_size != a->before->st_size ||
+        a->copy->st_mtim.tv_sec != a->before->st_mtim.tv_sec ||
+        a->copy->st_mtim.tv_nsec != a->before->st_mtim.tv_nsec)
+        return rc;
+    sidecar_record_bind(&rec, a->copy);
+    return sidecar_set_record(sc, &rec);
+}
+
+int sidecar_rebind(const char *dir, const char *name,
+                   const struct stat *before, const struct stat *after)
+{
+    struct rebind_args a = {before, after, NULL};
+
+    return rebind_at(dir, name, rebind_rename, &a);
+}
+
+int sidecar_rebind_copy(const char *dir, const char *name,
+                        const struct stat *src_before,
+                        const struct stat *src_after, const struct stat *copy)
+{
+    struct rebind_args a = {src_before, src_after, copy};
+
+    return rebind_at(dir, name, rebind_copied, &a);
 }
 
 /* ------------------------------------------------------------ following */
@@ -1541,17 +1731,70 @@ int sidecar_remove(const char *dir, const char *name)
     return rc;
 }
 
+/* ------------------------------------------------------------ orphans */
+
+int sidecar_recorded_name(const char *path, char **name)
+{
+    datum k, v;
+    GDBM_FILE db;
+    int rc = base_open(path, &db);
+
+    *name = NULL;
+    if (rc)
+        return rc;
+    if (!db)
+        return -ENOENT;
+    k.dptr = KEY_NAME;
+    k.dsize = sizeof KEY_NAME - 1;
+    v = gdbm_fetch(db, k);
+    if (!v.dptr) {
+        rc = gdbm_to_errno(db);
+    }
+    else if (v.dsize <= 0 || v.dsize > NAME_MAX ||
+             memchr(v.dptr, '/', (size_t)v.dsize) ||
+             memchr(v.dptr, '\0', (size_t)v.dsize)) {
+        rc = -EBADMSG;
+    }
+    else if (!(*name = malloc((size_t)v.dsize + 1))) {
+        rc = -ENOMEM;
+    }
+    else {
+        memcpy(*name, v.dptr, (size_t)v.dsize);
+        (*name)[v.dsize] = '\0';
+    }
+    free(v.dptr);
+    gdbm_close(db);
+    return rc;
+}
+
+int sidecar_remove_orphan(const char *dir, const char *name)
+{
+    struct stat st;
+    struct paths p;
+    int fa, fb, rc;
+
+    if (!*name)
+        return -EINVAL; /* DIR itself: its own database is never an orphan */
+    rc = paths_make(dir, name, &p);
+    if (rc)
+        return rc;
+    /* Under the lock: a PUT that creates NAME publishes the data first and
+     * then records under this lock, so either the data is seen here and
+     * the database stays, or its record is written after the removal. */
+    rc = lock_pair(p.folder, &fa, NULL, &fb);
+    if (!rc && fa >= 0) {
+        rc = lstat_data(dir, name, &st);
+        if (rc == 0)
+            rc = -EEXIST;
+        else if (rc == -ENOENT)
+            rc = unlink_db(&p);
+    }
+    unlock_fd(fa);
+    paths_free(&p);
+    return rc;
+}
+
 /* ------------------------------------------------------ verification */
-
-static uint64_t zigzag(int64_t v)
-{
-    return v < 0 ? ~((uint64_t)v << 1) : (uint64_t)v << 1;
-}
-
-static int64_t unzigzag(uint64_t v)
-{
-    return (v & 1) ? (int64_t) ~(v >> 1) : (int64_t)(v >> 1);
-}
 
 int sidecar_get_verify(sidecar *sc, sidecar_verify *out)
 {

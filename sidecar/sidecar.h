@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #define SIDECAR_DIR ".mirrordav"
 
@@ -97,25 +98,79 @@ int sidecar_commit(sidecar *sc);
 /* Releases everything; pending changes not committed are dropped. */
 void sidecar_close(sidecar *sc);
 
-/* The server's own records about the data. */
+/* The server's own records about the data.
+ *
+ * A SHA-1 belongs to particular bytes, and the record names them by the
+ * identity of the file that held them when the hash was bound: inode,
+ * size, mtime and ctime to the nanosecond.  Anything that writes the
+ * bytes changes the mtime or the ctime (and replacing the file, the
+ * inode), so where the identity no longer matches the file, the hash is
+ * unknown (sidecar_hash_current).  The device is left out: the record
+ * lives on the data's own file system, and device numbers are not stable
+ * across reboots (btrfs, device-mapper, NFS).  rename(2), link(2) and
+ * utimensat(2) move the ctime without touching the bytes: whoever does
+ * that to the data re-binds the record (sidecar_rebind*).  Records written
+ * before the identity existed read with BOUND 0: their hash is unknown. */
 typedef struct {
     char sha1[41];         /* hex SHA-1 of the data, "" if unknown */
     uint64_t sha1_version; /* content version the SHA-1 was computed from */
     uint64_t size;
     int64_t mtime;    /* seconds */
     uint64_t version; /* content version, bumped by each write */
+    /* Identity of the data the record describes, with SIZE and MTIME:
+     * valid only when BOUND is non-zero. */
+    int bound;
+    uint64_t ino;
+    uint32_t mtime_nsec;
+    int64_t ctime; /* seconds */
+    uint32_t ctime_nsec;
 } sidecar_record;
 
 /* Missing fields read as zero / empty. */
 int sidecar_get_record(sidecar *sc, sidecar_record *rec);
 int sidecar_set_record(sidecar *sc, const sidecar_record *rec);
 
+/* Sets REC's identity (size, mtime, inode, ctime) from ST. */
+void sidecar_record_bind(sidecar_record *rec, const struct stat *st);
+
+/* 1 if REC's SHA-1 describes the data whose lstat() or fstat() is ST: a
+ * SHA-1 is recorded for the current content version, and the identity is
+ * bound and equal to ST's.  0 otherwise: the hash is unknown. */
+int sidecar_hash_current(const sidecar_record *rec, const struct stat *st);
+
 /* Records a data-derived value (SHA-1, 40 hex digits) computed from
- * content VERSION.  Opens, checks and commits under the lock; -ESTALE if
- * the entry's content version is no longer VERSION, in which case nothing
- * is written. */
+ * content VERSION, from the bytes of a file whose identity was ST
+ * throughout the computation.  Opens, checks and commits under the lock;
+ * -ESTALE if the entry's content version is no longer VERSION, or the
+ * data at DIR/NAME no longer has ST's identity: then nothing is written. */
 int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
-                       uint64_t version);
+                       uint64_t version, const struct stat *st);
+
+/* After an operation that moved the data's ctime but kept its bytes: a
+ * rename(2) or link(2) of the data file.  BEFORE and AFTER are lstat()s
+ * of the data taken just before and just after it.  If the record of NAME
+ * in DIR described BEFORE, and AFTER is the same inode with the same size
+ * and mtime, the record is bound to AFTER; otherwise it is left as it is
+ * (and reads as unknown).  Takes DIR's lock.  A missing database is fine. */
+int sidecar_rebind(const char *dir, const char *name,
+                   const struct stat *before, const struct stat *after);
+
+/* After a copy of the data into a new file: SRC_BEFORE and SRC_AFTER are
+ * fstat()s of the source file descriptor taken before and after reading
+ * it, COPY the fstat() of the new file once it has its final name.  The
+ * record of NAME in DIR (the copy's, carried from the source) is bound to
+ * COPY only if it described SRC_BEFORE, the source's identity did not
+ * change while it was read, and COPY has its size and mtime.  Takes DIR's
+ * lock. */
+int sidecar_rebind_copy(const char *dir, const char *name,
+                        const struct stat *src_before,
+                        const struct stat *src_after, const struct stat *copy);
+
+/* The same as sidecar_rebind, in an open writable handle (pending until
+ * sidecar_commit), for a caller that already holds DIR's lock and changes
+ * the data's times itself: MTIME_SET allows AFTER's mtime to differ. */
+int sidecar_rebind_handle(sidecar *sc, const struct stat *before,
+                          const struct stat *after, int mtime_set);
 
 /* Follow the data.  Each is atomic for the destination and durable on
  * return; a missing source database is not an error (nothing to carry),
@@ -151,5 +206,15 @@ typedef struct {
 /* -ENOENT if the database holds no verification result. */
 int sidecar_get_verify(sidecar *sc, sidecar_verify *v);
 int sidecar_set_verify(sidecar *sc, const sidecar_verify *v);
+
+/* The entry name recorded in the hashed database at PATH, malloc'd into
+ * *NAME (caller frees).  -ENOENT if PATH or its name is missing, -EBADMSG
+ * if the name is not one path segment. */
+int sidecar_recorded_name(const char *path, char **name);
+
+/* Removes the database of NAME in DIR if, under DIR's lock, DIR/NAME does
+ * not exist; -EEXIST (and nothing removed) if it does.  For fsck: never
+ * removes the metadata of data that is there. */
+int sidecar_remove_orphan(const char *dir, const char *name);
 
 #endif

@@ -83,6 +83,12 @@ my $r = $srv->request('PROPPATCH', '/dav/sub/file.txt', { 'Content-Type' => 'app
   . '<D:set><D:prop><Z:color>blue</Z:color></D:prop></D:set></D:propertyupdate>');
 is($r->{status}, 207, 'PROPPATCH a dead property (so that a sidecar exists)');
 ok(-d "$live/.mirrordav" && -d "$live/sub/.mirrordav", 'the sidecar folders exist');
+# The reserved name is refused in any letter case (see paths.c): a folder
+# that a case-sensitive volume keeps apart is refused and hidden all the
+# same.
+mkdir "$live/sub/.MIRRORDAV" or die;
+spew("$live/sub/.MIRRORDAV/planted.txt", "PLANTED\n");
+own("$live/sub/.MIRRORDAV", "$live/sub/.MIRRORDAV/planted.txt");
 
 # Secrets outside the volume that www-data could read and write, so that an
 # escape would show.
@@ -207,6 +213,8 @@ ok(scalar(@sidecar_dbs), 'there are sidecar files to aim at: ' . join(' ', @side
 my @reserved_uris = ('/dav/.mirrordav', '/dav/.mirrordav/', '/dav/sub/.mirrordav', '/dav/sub/.mirrordav/',
            '/dav/.mirrordav/new', '/dav/.mirrordav/new/deeper', '/dav/%2emirrordav/',
            '/dav/sub/%2Emirrordav', '/dav/./.mirrordav', '/dav/sub/../.mirrordav/',
+           '/dav/.MirrorDAV', '/dav/.MIRRORDAV/', '/dav/.MirrorDAV/new', '/dav/sub/.MirrorDav/',
+           '/dav/sub/.MIRRORDAV', '/dav/sub/.MIRRORDAV/planted.txt', '/dav/%2EMIRRORDAV',
            (map { "/dav$_" } @sidecar_dbs));
 for my $t (@reserved_uris) {
     for my $req (
@@ -247,15 +255,15 @@ for my $depth (0, 1, 'infinity') {
     for my $p ('/dav/', '/dav/sub/') {
         my $r = $srv->propfind($p, $depth);
         is($r->{status}, 207, "PROPFIND Depth $depth $p");
-        unlike($r->{content}, qr/\.mirrordav/, "... does not list .mirrordav");
+        unlike($r->{content}, qr/\.mirrordav/i, "... does not list .mirrordav in any case");
     }
 }
 $r = $srv->propfind('/dav/', 'infinity');
 like($r->{content}, qr{/dav/sub/file\.txt<}, 'PROPFIND Depth infinity does list the tree');
 $r = $srv->get('/dav/', { Accept => 'text/html' });
-unlike($r->{content}, qr/\.mirrordav/, 'the HTML listing does not show .mirrordav');
+unlike($r->{content}, qr/\.mirrordav/i, 'the HTML listing does not show .mirrordav');
 $r = $srv->get('/dav/sub/', { Accept => 'text/html' });
-unlike($r->{content}, qr/\.mirrordav/, 'the HTML listing of a subfolder does not show .mirrordav');
+unlike($r->{content}, qr/\.mirrordav/i, 'the HTML listing of a subfolder does not show .mirrordav nor .MIRRORDAV');
 
 # ------------------------------------------------------------ symbolic links
 my %links = (

@@ -12,6 +12,7 @@ use MirrorDAV::Test qw(slurp spew random_file);
 
 my $srv  = MirrorDAV::Test->start_server;
 my $live = $srv->live;
+my $started = time;
 
 sub http_date { strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime $_[0]) }
 
@@ -208,5 +209,14 @@ for my $n (sort values %names) {
         or diag(join "\n", sort keys %hrefs);
 }
 ok($hrefs{'/dav/browse/sub dir/'} || $hrefs{'sub dir/'}, 'a link leads to the subfolder');
+
+# ------------------------------------------------------------ configuration
+# The configuration draws no complaint: the MPM checks its spare-thread
+# bounds at start and in its once-a-second maintenance, so give it two
+# rounds before reading the log.
+sleep 1 while time < $started + 3;
+my @complaints = grep { /\[[\w:]*(?:warn|error|crit|alert|emerg)\]/ } split /\n/, $srv->error_log;
+is_deeply(\@complaints, [], 'no [warn] or [error] in the error log after start')
+    or diag(join "\n", @complaints);
 
 done_testing;

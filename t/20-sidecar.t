@@ -83,9 +83,13 @@ sub sidecars_in {
     my $r = proppatch('/dav/win.txt', '<W:Win32LastModifiedTime>Wed, 01 Jan 2020 10:20:30 GMT</W:Win32LastModifiedTime>');
     unlike $r->{content}, qr{HTTP/1.1 [45]\d\d}, 'PROPPATCH Win32LastModifiedTime';
     is( (stat "$live/win.txt")[9], 1577874030, 'the file mtime is the one sent');
+    # Setting the mtime moves the ctime too; the record is re-bound, as
+    # the bytes are the same.
+    is prop_sha1('/dav/win.txt'), sha1_file("$live/win.txt"), 'the SHA-1 is still served after the mtime changed';
     $r = proppatch('/dav/win.txt', '<W:Win32LastModifiedTime>not a date</W:Win32LastModifiedTime>');
     like $r->{content}, qr{HTTP/1.1 400}, 'an invalid date is refused';
     is( (stat "$live/win.txt")[9], 1577874030, '... and the mtime is unchanged');
+    is prop_sha1('/dav/win.txt'), sha1_file("$live/win.txt"), '... and the SHA-1 still served';
 }
 
 # --- a 255-byte name: hashed sidecar, every method works, nothing left over

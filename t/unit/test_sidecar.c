@@ -52,6 +52,26 @@ static char *longname(size_t len, char c)
     return s;
 }
 
+static void write_file(const char *p, const char *data)
+{
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+    if (fd < 0 || write(fd, data, strlen(data)) != (ssize_t)strlen(data) ||
+        close(fd)) {
+        perror(p);
+        exit(2);
+    }
+}
+
+/* Past the file system's timestamp granularity (a jiffy), so that the
+ * next change of a ctime is visible. */
+static void tick(void)
+{
+    struct timespec ts = {0, 20 * 1000 * 1000};
+
+    nanosleep(&ts, NULL);
+}
+
 static ino_t ino_of(const char *p)
 {
     struct stat st;
@@ -137,11 +157,11 @@ struct collect {
     int seen_other;
 };
 
-static const unsigned char bin_key[] = { 'k', 0, 0xff, '\n', 0x80 };
-static const unsigned char bin_val[] = { 0, 1, 2, 0, 0xfe, 0xff, 0 };
+static const unsigned char bin_key[] = {'k', 0, 0xff, '\n', 0x80};
+static const unsigned char bin_val[] = {0, 1, 2, 0, 0xfe, 0xff, 0};
 
-static int collect_cb(void *ctx, const void *key, size_t klen,
-                      const void *val, size_t vlen)
+static int collect_cb(void *ctx, const void *key, size_t klen, const void *val,
+                      size_t vlen)
 {
     struct collect *c = ctx;
 
@@ -193,7 +213,7 @@ static void sha1_hex(const char *s, char out[41])
 static void test_paths(void)
 {
     char out[PATH_MAX], want[PATH_MAX], hex[41];
-    size_t lens[] = { 250, 252 }, hlens[] = { 253, 255 }, i;
+    size_t lens[] = {250, 252}, hlens[] = {253, 255}, i;
 
     is_int(sidecar_path("/d", "", out, sizeof out), 0, "path: root entry");
     is_str(out, "/d/.mirrordav/.db", "path: root is .mirrordav/.db");
@@ -240,15 +260,15 @@ static void test_paths(void)
            "path: short buffer");
     is_int(sidecar_path("/d", "file", out, strlen("/d/.mirrordav/file.db")),
            -ENAMETOOLONG, "path: buffer without room for NUL");
-    is_int(sidecar_path("/d", "file", out,
-                        strlen("/d/.mirrordav/file.db") + 1), 0,
-           "path: exact buffer");
+    is_int(
+        sidecar_path("/d", "file", out, strlen("/d/.mirrordav/file.db") + 1),
+        0, "path: exact buffer");
 }
 
 static void test_missing(void)
 {
     char *dir = mkpath("%s/missing%s", "");
-    struct collect c = { 0 };
+    struct collect c = {0};
     sidecar_record rec;
     sidecar *sc;
     void *v;
@@ -262,7 +282,8 @@ static void test_missing(void)
     memset(&rec, 0x55, sizeof rec);
     is_int(sidecar_get_record(sc, &rec), 0, "missing: record ok");
     ok(rec.sha1[0] == 0 && rec.version == 0 && rec.size == 0 &&
-       rec.mtime == 0 && rec.sha1_version == 0, "missing: record zeroed");
+           rec.mtime == 0 && rec.sha1_version == 0,
+       "missing: record zeroed");
     is_int(sidecar_put(sc, "k", 1, "v", 1), -EBADF,
            "missing: read-only handle refuses put");
     is_int(sidecar_commit(sc), -EBADF, "missing: read-only commit refused");
@@ -278,7 +299,7 @@ static void test_kv(void)
 {
     int ntmp;
     char *dir = mkpath("%s/kv%s", "");
-    struct collect c = { 0 };
+    struct collect c = {0};
     sidecar *sc, *rd;
     void *v;
     size_t vl;
@@ -322,7 +343,8 @@ static void test_kv(void)
     is_int(sidecar_get(rd, "empty", 5, &v, &vl), 0, "kv: empty value found");
     is_int(vl, 0, "kv: empty value has length 0");
     free(v);
-    is_int(sidecar_get(rd, "gone", 4, &v, &vl), -ENOENT, "kv: gone not stored");
+    is_int(sidecar_get(rd, "gone", 4, &v, &vl), -ENOENT,
+           "kv: gone not stored");
     memset(&c, 0, sizeof c);
     is_int(sidecar_iter(rd, collect_cb, &c), 0, "kv: iter stored");
     ok(c.n == 3 && c.seen_bin == 1 && c.seen_empty == 1 && c.seen_other == 1,
@@ -454,7 +476,7 @@ static void size_case(const char *dir, const char *name, const size_t *vlens,
                       const char *what)
 {
     char path[PATH_MAX];
-    sidecar_record rec = { "", 0, 0, 0, 0 };
+    sidecar_record rec = {"", 0, 0, 0, 0};
     struct stat st;
     sidecar *sc;
     size_t total = 0;
@@ -476,8 +498,8 @@ static void size_case(const char *dir, const char *name, const size_t *vlens,
     printf("# %s: values %zu bytes, file %lld bytes, st_blocks %lld\n", what,
            total, (long long)st.st_size, (long long)st.st_blocks);
     ok((long long)st.st_blocks * 512 <= 4096,
-       "size: %s takes at most one 4 KiB block (%lld bytes allocated)",
-       what, (long long)st.st_blocks * 512);
+       "size: %s takes at most one 4 KiB block (%lld bytes allocated)", what,
+       (long long)st.st_blocks * 512);
     {
         char *got = read_val(dir, name, "{http://example.com/ns}prop11");
 
@@ -500,7 +522,7 @@ static void test_size(void)
     mkdir_p(dir);
     for (i = 0; i < 12; i++) {
         v160[i] = 160;
-        v2k[i] = i < 11 ? 171 : 2047 - 11 * 171;    /* 2047 in total */
+        v2k[i] = i < 11 ? 171 : 2047 - 11 * 171; /* 2047 in total */
     }
     size_case(dir, "twelve", v160, "12 x 160-byte values");
     size_case(dir, "under2k", v2k, "12 values totalling 2047 bytes");
@@ -508,8 +530,8 @@ static void test_size(void)
     /* Rewriting (one change) keeps the size. */
     is_int(sidecar_open(dir, "twelve", 1, &sc), 0, "size: reopen");
     is_int(sidecar_put(sc, "{DAV:}Win32LastModifiedTime", 27,
-                       "Tue, 14 Nov 2023 22:13:20 GMT", 29), 0,
-           "size: 13th property");
+                       "Tue, 14 Nov 2023 22:13:20 GMT", 29),
+           0, "size: 13th property");
     is_int(sidecar_commit(sc), 0, "size: commit 13");
     sidecar_close(sc);
     is_int(sidecar_open(dir, "twelve", 0, &sc), 0, "size: read back");
@@ -528,7 +550,7 @@ static void test_size(void)
 static void test_record(void)
 {
     char *dir = mkpath("%s/rec%s", "");
-    sidecar_record a = { "", 0, 0, 0, 0 }, b;
+    sidecar_record a = {"", 0, 0, 0, 0}, b;
     sidecar *sc;
 
     mkdir_p(dir);
@@ -565,14 +587,18 @@ static void test_record(void)
 
 static void test_optimistic(void)
 {
-    char *dir = mkpath("%s/opt%s", "");
+    char dir[128];
     const char *h1 = "1111111111111111111111111111111111111111";
     const char *h2 = "2222222222222222222222222222222222222222";
-    sidecar_record r = { "", 0, 0, 0, 0 };
+    sidecar_record r = {"", 0, 0, 0, 0};
+    struct stat st, st2;
     sidecar *sc;
     ino_t ino;
 
+    snprintf(dir, sizeof dir, "%s/opt", root);
     mkdir_p(dir);
+    write_file(mkpath("%s/opt/%s", "f"), "0123456789");
+    stat(mkpath("%s/opt/%s", "f"), &st);
     r.version = 1;
     r.size = 10;
     is_int(sidecar_open(dir, "f", 1, &sc), 0, "opt: open");
@@ -580,19 +606,21 @@ static void test_optimistic(void)
     is_int(sidecar_commit(sc), 0, "opt: commit v1");
     sidecar_close(sc);
 
-    is_int(sidecar_store_sha1(dir, "f", h1, 1), 0, "opt: store at v1");
+    is_int(sidecar_store_sha1(dir, "f", h1, 1, NULL), -EINVAL,
+           "opt: store without the data's identity refused");
+    is_int(sidecar_store_sha1(dir, "f", h1, 1, &st), 0, "opt: store at v1");
     is_int(sidecar_open(dir, "f", 1, &sc), 0, "opt: open 2");
     is_int(sidecar_get_record(sc, &r), 0, "opt: get");
     is_str(r.sha1, h1, "opt: sha1 stored");
     is_int(r.sha1_version, 1, "opt: sha1_version 1");
     is_int(r.size, 10, "opt: other fields kept");
-    r.version = 2;          /* a write happened meanwhile */
+    r.version = 2; /* a write happened meanwhile */
     is_int(sidecar_set_record(sc, &r), 0, "opt: bump to v2");
     is_int(sidecar_commit(sc), 0, "opt: commit v2");
     sidecar_close(sc);
 
     ino = ino_of(mkpath("%s/opt/.mirrordav/%s", "f.db"));
-    is_int(sidecar_store_sha1(dir, "f", h2, 1), -ESTALE,
+    is_int(sidecar_store_sha1(dir, "f", h2, 1, &st), -ESTALE,
            "opt: store from v1 refused at v2");
     ok(ino_of(mkpath("%s/opt/.mirrordav/%s", "f.db")) == ino,
        "opt: refused store wrote nothing");
@@ -602,17 +630,284 @@ static void test_optimistic(void)
     is_int(r.sha1_version, 1, "opt: sha1_version unchanged");
     sidecar_close(sc);
 
-    is_int(sidecar_store_sha1(dir, "f", h2, 2), 0, "opt: store at v2");
+    /* The data replaced while it was hashed: another inode at the path. */
+    write_file(mkpath("%s/opt/%s", "g"), "0123456789");
+    rename(mkpath("%s/opt/%s", "g"), mkpath("%s/opt/%s", "f"));
+    is_int(sidecar_store_sha1(dir, "f", h2, 2, &st), -ESTALE,
+           "opt: store for bytes no longer at the path refused");
+    stat(mkpath("%s/opt/%s", "f"), &st2);
+    is_int(sidecar_store_sha1(dir, "f", h2, 2, &st2), 0, "opt: store at v2");
     is_int(sidecar_open(dir, "f", 0, &sc), 0, "opt: reader 2");
     is_int(sidecar_get_record(sc, &r), 0, "opt: get 2");
     is_str(r.sha1, h2, "opt: new sha1");
     is_int(r.sha1_version, 2, "opt: sha1_version 2");
     is_int(r.version, 2, "opt: version untouched");
+    ok(sidecar_hash_current(&r, &st2),
+       "opt: stored hash is bound to the data");
+    ok(!sidecar_hash_current(&r, &st), "opt: ... and not to the old inode");
     sidecar_close(sc);
     is_int(count_prefix(mkpath("%s/opt/%s", ".mirrordav"), ".tmp-"), 0,
            "opt: no temp left");
-    is_int(sidecar_store_sha1(dir, "f", "nothex", 2), -EINVAL,
+    is_int(sidecar_store_sha1(dir, "f", "nothex", 2, &st2), -EINVAL,
            "opt: malformed sha1 refused");
+}
+
+/* Writes the "_rec" value V (as the encoder before the identity did) into
+ * a new database for entry NAME of DIR. */
+static void write_raw_record(const char *dir, const char *name,
+                             const unsigned char *v, size_t vlen)
+{
+    char path[PATH_MAX];
+    GDBM_FILE db;
+    datum k = {(char *)"_rec", 4}, d = {(char *)v, (int)vlen};
+
+    snprintf(path, sizeof path, "%s/.mirrordav", dir);
+    mkdir_p(path);
+    snprintf(path, sizeof path, "%s/.mirrordav/%s.db", dir, name);
+    db = gdbm_open(path, 512, GDBM_NEWDB, 0644, NULL);
+    if (!db || gdbm_store(db, k, d, GDBM_REPLACE) != 0) {
+        perror(path);
+        exit(2);
+    }
+    gdbm_close(db);
+}
+
+static void test_identity(void)
+{
+    char dir[128], f[PATH_MAX], g[PATH_MAX];
+    const char *h = "0123456789abcdef0123456789abcdef01234567";
+    /* The format as written before the identity: format 1, flags "SHA-1",
+     * 20 bytes, then sha1_version 1, size 3, mtime 0, version 1. */
+    unsigned char old[2 + 20 + 4] = {1, 1};
+    sidecar_record r = {"", 0, 0, 0, 0}, b;
+    struct stat st, st2, st3;
+    struct timespec ts[2];
+    sidecar *sc;
+    void *v;
+    size_t vl;
+    int i;
+
+    snprintf(dir, sizeof dir, "%s/id", root);
+    snprintf(f, sizeof f, "%s/f", dir);
+    snprintf(g, sizeof g, "%s/g", dir);
+    mkdir_p(dir);
+    write_file(f, "abc");
+    stat(f, &st);
+
+    /* An old record reads, with its hash, as bound to nothing. */
+    for (i = 0; i < 20; i++)
+        old[2 + i] = (unsigned char)(0x01 + i);
+    old[22] = 1;
+    old[23] = 3;
+    old[24] = 0;
+    old[25] = 1;
+    write_raw_record(dir, "f", old, sizeof old);
+    is_int(sidecar_open(dir, "f", 0, &sc), 0, "identity: open old record");
+    is_int(sidecar_get_record(sc, &b), 0, "identity: old record reads");
+    is_str(b.sha1, "0102030405060708090a0b0c0d0e0f1011121314",
+           "identity: old record's sha1");
+    ok(b.size == 3 && b.version == 1 && b.sha1_version == 1,
+       "identity: old record's fields");
+    is_int(b.bound, 0, "identity: old record is unbound");
+    is_int(sidecar_hash_current(&b, &st), 0,
+           "identity: old record's hash is unknown");
+    sidecar_close(sc);
+
+    /* An unbound record is still written in the old format exactly. */
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "identity: open writable");
+    is_int(sidecar_set_record(sc, &b), 0, "identity: rewrite unbound");
+    is_int(sidecar_get(sc, "_rec", 4, &v, &vl), 0, "identity: raw get");
+    ok(vl == sizeof old && !memcmp(v, old, vl),
+       "identity: unbound encoding is the old one, byte for byte");
+    free(v);
+
+    /* Bound: round trip, and the match. */
+    memcpy(r.sha1, h, 41);
+    r.version = r.sha1_version = 7;
+    sidecar_record_bind(&r, &st);
+    is_int(sidecar_set_record(sc, &r), 0, "identity: set bound");
+    is_int(sidecar_commit(sc), 0, "identity: commit");
+    sidecar_close(sc);
+    is_int(sidecar_open(dir, "f", 0, &sc), 0, "identity: reopen");
+    is_int(sidecar_get_record(sc, &b), 0, "identity: get bound");
+    sidecar_close(sc);
+    ok(b.bound && b.ino == (uint64_t)st.st_ino && b.size == 3 &&
+           b.mtime == st.st_mtim.tv_sec &&
+           b.mtime_nsec == (uint32_t)st.st_mtim.tv_nsec &&
+           b.ctime == st.st_ctim.tv_sec &&
+           b.ctime_nsec == (uint32_t)st.st_ctim.tv_nsec,
+       "identity: round trip of inode, size, mtime and ctime in ns");
+    is_int(sidecar_hash_current(&b, &st), 1, "identity: current for its data");
+    b.sha1_version = 6;
+    is_int(sidecar_hash_current(&b, &st), 0,
+           "identity: not current for an older content version");
+    b.sha1_version = 7;
+    b.sha1[0] = '\0';
+    is_int(sidecar_hash_current(&b, &st), 0, "identity: no hash, not current");
+    memcpy(b.sha1, h, 41);
+    st2 = st;
+    st2.st_ino++;
+    is_int(sidecar_hash_current(&b, &st2), 0, "identity: other inode");
+    st2 = st;
+    st2.st_size++;
+    is_int(sidecar_hash_current(&b, &st2), 0, "identity: other size");
+    st2 = st;
+    st2.st_mtim.tv_nsec ^= 1;
+    is_int(sidecar_hash_current(&b, &st2), 0, "identity: mtime 1 ns apart");
+    st2 = st;
+    st2.st_ctim.tv_nsec ^= 1;
+    is_int(sidecar_hash_current(&b, &st2), 0, "identity: ctime 1 ns apart");
+
+    /* Rewritten in place, same size, mtime put back: the ctime tells. */
+    tick();
+    write_file(f, "xyz");
+    ts[0] = st.st_atim;
+    ts[1] = st.st_mtim;
+    utimensat(AT_FDCWD, f, ts, 0);
+    stat(f, &st2);
+    ok(st2.st_ino == st.st_ino && st2.st_size == st.st_size &&
+           st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec,
+       "identity: same inode, size and mtime after the rewrite");
+    is_int(sidecar_hash_current(&b, &st2), 0,
+           "identity: the rewritten file's hash is unknown");
+
+    /* Truncated identity fields are damage. */
+    {
+        unsigned char bad[2 + 4 + 2] = {1, 2, 0, 3, 0, 1, 5, 0};
+
+        write_raw_record(dir, "t", bad, sizeof bad);
+        is_int(sidecar_open(dir, "t", 0, &sc), 0, "identity: open truncated");
+        is_int(sidecar_get_record(sc, &b), -EBADMSG,
+               "identity: truncated identity is -EBADMSG");
+        sidecar_close(sc);
+    }
+
+    /* Rebinding after a rename of the data: ctime moves, bytes do not. */
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "rebind: open");
+    sidecar_record_bind(&r, &st2);
+    is_int(sidecar_set_record(sc, &r), 0, "rebind: bind to the data");
+    is_int(sidecar_commit(sc), 0, "rebind: commit");
+    sidecar_close(sc);
+    tick();
+    rename(f, g);
+    rename(g, f);
+    stat(f, &st3);
+    is_int(sidecar_hash_current(&r, &st3), 0,
+           "rebind: a rename leaves the record unmatched");
+    st = st3;
+    st.st_ino++;
+    is_int(sidecar_rebind(dir, "f", &st2, &st), 0, "rebind: other inode");
+    sidecar_open(dir, "f", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    is_int(sidecar_hash_current(&b, &st3), 0, "rebind: not to another inode");
+    is_int(sidecar_rebind(dir, "f", &st3, &st3), 0,
+           "rebind: from a stat the record does not describe");
+    sidecar_open(dir, "f", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    is_int(sidecar_hash_current(&b, &st3), 0, "rebind: ... changes nothing");
+    is_int(sidecar_rebind(dir, "f", &st2, &st3), 0, "rebind: the rename");
+    sidecar_open(dir, "f", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    is_int(sidecar_hash_current(&b, &st3), 1, "rebind: current again");
+    is_int(sidecar_rebind(dir, "nothing", &st2, &st3), 0,
+           "rebind: no database is fine");
+    ok(access(mkpath("%s/id/.mirrordav/%s", "nothing.db"), F_OK) != 0,
+       "rebind: ... and creates none");
+
+    /* The mtime set through an open handle (Win32LastModifiedTime). */
+    tick();
+    ts[0].tv_nsec = UTIME_OMIT;
+    ts[1].tv_sec = 1577874030;
+    ts[1].tv_nsec = 0;
+    utimensat(AT_FDCWD, f, ts, 0);
+    stat(f, &st);
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "rebind handle: open");
+    is_int(sidecar_rebind_handle(sc, &st3, &st, 0), 0,
+           "rebind handle: mtime change not allowed");
+    sidecar_get_record(sc, &b);
+    is_int(sidecar_hash_current(&b, &st), 0, "rebind handle: stays unknown");
+    is_int(sidecar_rebind_handle(sc, &st3, &st, 1), 0,
+           "rebind handle: mtime set");
+    sidecar_get_record(sc, &b);
+    is_int(sidecar_hash_current(&b, &st), 1, "rebind handle: current");
+    is_int(sidecar_commit(sc), 0, "rebind handle: commit");
+    sidecar_close(sc);
+
+    /* A copy: a new inode, carried only if the source held still. */
+    write_file(g, "abc");
+    ts[0].tv_nsec = UTIME_OMIT;
+    ts[1] = st.st_mtim;
+    utimensat(AT_FDCWD, g, ts, 0);
+    stat(g, &st2);
+    is_int(sidecar_copy(dir, "f", dir, "g"), 0, "rebind copy: sidecar copy");
+    sidecar_open(dir, "g", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    is_int(sidecar_hash_current(&b, &st2), 0,
+           "rebind copy: the carried record does not match the copy");
+    st3 = st;
+    st3.st_ctim.tv_sec++;
+    is_int(sidecar_rebind_copy(dir, "g", &st, &st3, &st2), 0,
+           "rebind copy: source changed while read");
+    sidecar_open(dir, "g", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    is_int(sidecar_hash_current(&b, &st2), 0, "rebind copy: stays unknown");
+    st3 = st2;
+    st3.st_size++;
+    is_int(sidecar_rebind_copy(dir, "g", &st, &st, &st3), 0,
+           "rebind copy: copy of another size");
+    sidecar_open(dir, "g", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    is_int(sidecar_hash_current(&b, &st3), 0, "rebind copy: stays unknown 2");
+    is_int(sidecar_rebind_copy(dir, "g", &st, &st, &st2), 0,
+           "rebind copy: source unchanged");
+    sidecar_open(dir, "g", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    is_int(sidecar_hash_current(&b, &st2), 1, "rebind copy: current");
+}
+
+static void test_orphan(void)
+{
+    char dir[128];
+    char *l1 = longname(253, 'O'), *l2 = longname(253, 'P');
+    char p1[PATH_MAX], p2[PATH_MAX], data[PATH_MAX];
+    char *name = NULL;
+    sidecar *sc;
+
+    snprintf(dir, sizeof dir, "%s/orph", root);
+    mkdir_p(dir);
+    is_int(sidecar_open(dir, l1, 1, &sc), 0, "orphan: create hashed 1");
+    is_int(sidecar_put(sc, "k", 1, "v", 1), 0, "orphan: put 1");
+    is_int(sidecar_commit(sc), 0, "orphan: commit 1");
+    sidecar_close(sc);
+    is_int(sidecar_open(dir, l2, 1, &sc), 0, "orphan: create hashed 2");
+    is_int(sidecar_put(sc, "k", 1, "v", 1), 0, "orphan: put 2");
+    is_int(sidecar_commit(sc), 0, "orphan: commit 2");
+    sidecar_close(sc);
+    sidecar_path(dir, l1, p1, sizeof p1);
+    sidecar_path(dir, l2, p2, sizeof p2);
+    is_int(sidecar_recorded_name(p1, &name), 0, "orphan: recorded name");
+    is_str(name ? name : "", l1, "orphan: ... is the full name");
+    free(name);
+    is_int(sidecar_recorded_name(mkpath("%s/orph/%s", "none.hdb"), &name),
+           -ENOENT, "orphan: recorded name of nothing");
+    snprintf(data, sizeof data, "%s/%s", dir, l2);
+    write_file(data, "here");
+    is_int(sidecar_remove_orphan(dir, l2), -EEXIST,
+           "orphan: data exists, refused");
+    ok(access(p2, F_OK) == 0, "orphan: ... and the database kept");
+    is_int(sidecar_remove_orphan(dir, l1), 0, "orphan: no data, removed");
+    ok(access(p1, F_OK) != 0, "orphan: ... database gone");
+    is_int(sidecar_remove_orphan(dir, ""), -EINVAL,
+           "orphan: a directory's own database never");
+    free(l1);
+    free(l2);
 }
 
 static void test_follow(void)
@@ -745,8 +1040,8 @@ static void test_follow(void)
     ok(val_is(b, "asentry", "root", "r"), "follow: root content copied");
 
     is_int(count_prefix(mkpath("%s/fa/%s", ".mirrordav"), ".tmp-") +
-           count_prefix(mkpath("%s/fb/%s", ".mirrordav"), ".tmp-"), 0,
-           "follow: no temp left");
+               count_prefix(mkpath("%s/fb/%s", ".mirrordav"), ".tmp-"),
+           0, "follow: no temp left");
     free(l1);
     free(l2);
 }
@@ -771,7 +1066,7 @@ static void test_lock(void)
         size_t vl;
         int code = 1;
 
-        alarm(10);  /* never hang the suite */
+        alarm(10); /* never hang the suite */
         close(go[1]);
         if (read(go[0], &b, 1) != 1)
             _exit(4);
@@ -780,7 +1075,8 @@ static void test_lock(void)
             if (sidecar_get(c, "k", 1, &v, &vl) == 0) {
                 code = vl == 6 && memcmp(v, "parent", 6) == 0 ? 0 : 3;
                 free(v);
-            } else {
+            }
+            else {
                 code = 2;
             }
             sidecar_close(c);
@@ -801,8 +1097,8 @@ static void test_lock(void)
 
     is_int(write(go[1], &b, 1), 1, "lock: child told to lock");
     close(go[1]);
-    for (i = 0; i < 30; i++) {    /* give the child time to block */
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
+    for (i = 0; i < 30; i++) { /* give the child time to block */
+        struct timespec ts = {0, 10 * 1000 * 1000};
 
         nanosleep(&ts, NULL);
     }
@@ -869,6 +1165,8 @@ int main(void)
     test_size();
     test_record();
     test_optimistic();
+    test_identity();
+    test_orphan();
     test_follow();
     test_lock();
     test_user_keys_mark();
