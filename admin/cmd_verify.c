@@ -50,7 +50,7 @@ typedef struct {
 } verify_ctx;
 
 /* snprintf into a path buffer; non-zero when it did not fit. */
-#define PATHF(buf, ...)                                                     \
+#define PATHF(buf, ...)                                                       \
     (snprintf(buf, sizeof(buf), __VA_ARGS__) >= (int)sizeof(buf))
 
 static void put_escaped(FILE *out, const char *s)
@@ -99,7 +99,7 @@ static int on_discrepancy(void *vctx, const verify_discrepancy *d)
     verify_ctx *c = vctx;
     const char *kind = verify_kind_name(d->kind);
     char *path = d->kind == VERIFY_CORRUPT_MANIFEST ? strdup(c->manifest_rel)
-                                                     : full_path(c, d->path);
+                                                    : full_path(c, d->path);
 
     if (!path)
         return 1;
@@ -122,8 +122,8 @@ static int on_discrepancy(void *vctx, const verify_discrepancy *d)
         putchar('\n');
     }
     if (c->log) { /* for later analysis: one JSON object per line */
-        fprintf(c->log, "{\"time\": %lld, \"snapshot\": ",
-                (long long)c->started);
+        fprintf(c->log,
+                "{\"time\": %lld, \"snapshot\": ", (long long)c->started);
         put_json(c->log, c->snapshot);
         fprintf(c->log, ", \"manifest\": ");
         put_json(c->log, c->manifest_rel);
@@ -272,11 +272,10 @@ static char *newest_verified(const char *volume, const char *snap)
         long long t;
         if (de->d_name[0] == '.' || !strcmp(de->d_name, snap))
             continue;
-        if (snaprec_get(volume, de->d_name, "verify_time", buf,
-                        sizeof(buf)) != 0)
-            continue;
-        if (snaprec_get(volume, de->d_name, "created", buf, sizeof(buf)) !=
+        if (snaprec_get(volume, de->d_name, "verify_time", buf, sizeof(buf)) !=
             0)
+            continue;
+        if (snaprec_get(volume, de->d_name, "created", buf, sizeof(buf)) != 0)
             continue;
         t = atoll(buf);
         if ((mine && t > mine) || t <= best)
@@ -288,6 +287,24 @@ static char *newest_verified(const char *volume, const char *snap)
     return best_name[0] ? strdup(best_name) : NULL;
 }
 
+/* Bytes this process has read so far, as the kernel counts them (rchar
+ * of /proc/self/io): the incremental mode's cost, measured from outside
+ * the engine's own counters.  0 if unknown. */
+static uint64_t proc_rchar(void)
+{
+    char line[128];
+    uint64_t v = 0;
+    FILE *f = fopen("/proc/self/io", "r");
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "rchar:", 6))
+            v = strtoull(line + 6, NULL, 10);
+    fclose(f);
+    return v;
+}
+
 /* Verifies one snapshot; returns the exit status for it. */
 static int verify_snapshot(verify_ctx *c)
 {
@@ -296,10 +313,12 @@ static int verify_snapshot(verify_ctx *c)
     name_list l = {NULL, 0};
     verify_stats total;
     int status = 0, lock, rv, k;
-    size_t i;
+    uint64_t rchar0;
+    size_t i, resumed = 0;
 
     memset(&total, 0, sizeof(total));
     c->started = time(NULL);
+    rchar0 = proc_rchar();
     if (PATHF(snapdir, "%s/snapshots/%s", c->volume, c->snapshot) ||
         PATHF(statedir, "%s/state/verify/%s", c->volume, c->snapshot) ||
         PATHF(lockp, "%s/.lock", statedir)) {
@@ -430,6 +449,7 @@ static int verify_snapshot(verify_ctx *c)
         total.reused_bytes += st.reused_bytes;
         total.discrepancies += st.discrepancies;
         total.failed_entries += st.failed_entries;
+        resumed += st.resumed;
         for (k = 0; k < VERIFY_NKINDS; k++)
             total.by_kind[k] += st.by_kind[k];
         free(root);
@@ -446,16 +466,19 @@ static int verify_snapshot(verify_ctx *c)
         for (k = 0; k < VERIFY_NKINDS; k++)
             printf(", \"%s\": %" PRIu64, verify_kind_name((verify_kind)k),
                    total.by_kind[k]);
-        printf(", \"exit\": %d}}\n", status);
+        printf(", \"proc_rchar\": %" PRIu64 ", \"resumed\": %zu"
+               ", \"exit\": %d}}\n",
+               proc_rchar() - rchar0, resumed, status);
     }
     else {
         printf("# %s: %zu manifest(s), %" PRIu64 " entries, %" PRIu64
                " files, %" PRIu64 " bytes (%" PRIu64 " read, %" PRIu64
                " files and %" PRIu64 " bytes taken from %s), %" PRIu64
-               " discrepancies\n",
+               " discrepancies%s\n",
                c->snapshot, l.n, total.entries, total.files, total.bytes,
                total.bytes_read, total.reused_files, total.reused_bytes,
-               since ? since : "no earlier result", total.discrepancies);
+               since ? since : "no earlier result", total.discrepancies,
+               resumed ? " (resumed from a checkpoint)" : "");
     }
     fflush(stdout);
 
@@ -479,8 +502,9 @@ static int verify_snapshot(verify_ctx *c)
         vals[3] = f;
         vals[4] = b;
         if (l.n && (rv = snaprec_set(c->volume, c->snapshot, keys, vals, 5)))
-            fprintf(stderr, "mirrordav verify: could not record the result "
-                            "of %s: %s\n",
+            fprintf(stderr,
+                    "mirrordav verify: could not record the result "
+                    "of %s: %s\n",
                     c->snapshot, strerror(-rv));
     }
     for (i = 0; i < l.n; i++)

@@ -42,7 +42,8 @@
 #include "sidecar/sidecar.h"
 
 #define RING_SIZE     1024
-#define CKPT_INTERVAL 1 /* seconds between checkpoints */
+#define CKPT_INTERVAL 1    /* seconds between checkpoints, at most */
+#define CKPT_ENTRIES  2000 /* entries between checkpoints, at most */
 
 static const char *const kind_names[VERIFY_NKINDS] = {
     "missing", "extra",   "type", "size",  "mtime",
@@ -66,8 +67,8 @@ typedef struct {
     char hex[41];
     int herr; /* errno of a failed read, 0 if hashed */
     uint64_t hashed;
-    int reused;           /* result taken from since_tree */
-    sidecar_record rec;   /* the receipt record beside the data */
+    int reused;         /* result taken from since_tree */
+    sidecar_record rec; /* the receipt record beside the data */
     int have_rec;
 } job;
 
@@ -98,9 +99,10 @@ typedef struct {
     char *last; /* the last emitted name */
     size_t lastcap;
 
-    int disc_fd; /* the discrepancy list, for resuming */
+    int disc_fd;        /* the discrepancy list, for resuming */
     long long disc_len; /* its length at the checkpoint */
     time_t last_ckpt, last_progress;
+    unsigned since_ckpt; /* entries emitted since the last checkpoint */
 } engine;
 
 static int fail(engine *e, int rv, const char *what, const char *path)
@@ -326,8 +328,9 @@ static void record_result(engine *e, const job *j, int clean)
             return;
         }
         if (sidecar_set_verify(sc, &v) != 0 || sidecar_commit(sc) != 0)
-            fprintf(stderr, "mirrordav verify: could not record the result "
-                            "in the sidecar of %s\n",
+            fprintf(stderr,
+                    "mirrordav verify: could not record the result "
+                    "in the sidecar of %s\n",
                     j->name);
         sidecar_close(sc);
     }
@@ -370,8 +373,7 @@ static int compare(engine *e, const job *j)
         }
         else
             e->st->bytes_read += j->hashed;
-        snprintf(buf[1], sizeof(buf[1]), "%" PRIu64,
-                 (uint64_t)j->st.st_size);
+        snprintf(buf[1], sizeof(buf[1]), "%" PRIu64, (uint64_t)j->st.st_size);
         v = kv_get(j, "st_size");
         if (v && strcmp(v, buf[1]) != 0) {
             size_ok = 0;
@@ -414,8 +416,8 @@ static int compare(engine *e, const job *j)
         snprintf(buf[1], sizeof(buf[1]), "%o", (unsigned)j->st.st_mode);
         if (v && strcmp(v, buf[1]) != 0)
             report(e, j->name, VERIFY_MODE, v, buf[1]);
-        snprintf(buf[0], sizeof(buf[0]), "%s:%s",
-                 kv_get(j, "st_uid") ?: "", kv_get(j, "st_gid") ?: "");
+        snprintf(buf[0], sizeof(buf[0]), "%s:%s", kv_get(j, "st_uid") ?: "",
+                 kv_get(j, "st_gid") ?: "");
         snprintf(buf[1], sizeof(buf[1]), "%u:%u", (unsigned)j->st.st_uid,
                  (unsigned)j->st.st_gid);
         if ((kv_get(j, "st_uid") || kv_get(j, "st_gid")) &&
@@ -459,9 +461,11 @@ static void emit(engine *e, job *j)
     }
     memcpy(e->last, j->name, len + 1);
     now = time(NULL);
-    if (e->o->checkpoint_dir && now - e->last_ckpt >= CKPT_INTERVAL) {
+    if (e->o->checkpoint_dir && (now - e->last_ckpt >= CKPT_INTERVAL ||
+                                 ++e->since_ckpt >= CKPT_ENTRIES)) {
         write_checkpoint(e);
         e->last_ckpt = now;
+        e->since_ckpt = 0;
     }
     if (e->o->on_progress && now != e->last_progress) {
         e->o->on_progress(e->o->ctx, e->st, 0);
@@ -773,9 +777,9 @@ static int load_checkpoint(engine *e, uint64_t *wlen)
             dlen = strtoll(line + 14, NULL, 10);
         else if (!strncmp(line, "stats=", 6)) {
             char *p = line + 6;
-            uint64_t *v[] = {&e->st->entries,        &e->st->files,
-                             &e->st->bytes,          &e->st->bytes_read,
-                             &e->st->reused_files,   &e->st->reused_bytes,
+            uint64_t *v[] = {&e->st->entries,       &e->st->files,
+                             &e->st->bytes,         &e->st->bytes_read,
+                             &e->st->reused_files,  &e->st->reused_bytes,
                              &e->st->discrepancies, &e->st->failed_entries};
             size_t i;
             for (i = 0; i < sizeof(v) / sizeof(*v); i++)
@@ -898,9 +902,9 @@ static int open_verified(engine *e, const manifest_record *hdr,
     }
     sprintf(e->wr_tmp, "%s/" SIDECAR_DIR "/.verify-%s.tmp", dir, base);
     free(dir);
-    e->wr_fd = open(e->wr_tmp,
-                    O_RDWR | O_CREAT | O_CLOEXEC | (resume_len ? 0 : O_TRUNC),
-                    0644);
+    e->wr_fd =
+        open(e->wr_tmp,
+             O_RDWR | O_CREAT | O_CLOEXEC | (resume_len ? 0 : O_TRUNC), 0644);
     if (e->wr_fd < 0)
         return -errno;
     if (resume_len)
@@ -998,8 +1002,7 @@ static void remove_checkpoint(engine *e)
     }
 }
 
-int verify_run(const verify_opts *o, verify_stats *st, char *err,
-               size_t errsz)
+int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
 {
     const manifest_record *hdr;
     uint64_t resume_len = 0, expected = 0;
@@ -1076,6 +1079,8 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err,
             rv = -ESTALE; /* the repaired manifest's start is gone */
         if (rv == 0)
             rv = replay(&e);
+        if (rv == 0)
+            st->resumed = 1;
         if (rv == -ENOENT || rv == -EINVAL || rv == -ESTALE) {
             /* start from scratch */
             e.after = NULL;

@@ -47,6 +47,7 @@ typedef struct {
     uint64_t by_kind[VERIFY_NKINDS];
     uint64_t failed_entries; /* entries left out of the repaired manifest */
     uint64_t expected_bytes; /* the manifest's file sizes, summed */
+    int resumed;             /* continued from a checkpoint */
 } verify_stats;
 
 typedef struct {

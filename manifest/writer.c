@@ -27,7 +27,7 @@ struct manifest_writer {
     size_t prevcap;
     int have_prev;
     EVP_MD_CTX *sha1;
-    int in_trailer; /* the trailer's line is not hashed */
+    int in_trailer;   /* the trailer's line is not hashed */
     uint64_t flushed; /* bytes in the file */
 };
 

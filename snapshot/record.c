@@ -16,9 +16,9 @@
 static int rec_path(const char *volume, const char *name, const char *leaf,
                     char *out, size_t outsz)
 {
-    int n = leaf ? snprintf(out, outsz, "%s/" SNAPREC_DIR "/%s", volume, leaf)
-                 : snprintf(out, outsz, "%s/" SNAPREC_DIR "/%s.rec", volume,
-                            name);
+    int n =
+        leaf ? snprintf(out, outsz, "%s/" SNAPREC_DIR "/%s", volume, leaf)
+             : snprintf(out, outsz, "%s/" SNAPREC_DIR "/%s.rec", volume, name);
 
     return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
 }
