@@ -14,5 +14,6 @@ typedef struct {
 int cmd_sidecar(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_manifest(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

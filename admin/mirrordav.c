@@ -22,6 +22,7 @@ static const mirrordav_command commands[] = {
     {"sidecar", cmd_sidecar, "get|set|del|list|dump a file's metadata"},
     {"fsck", cmd_fsck, "check (--repair: fix) sidecars against the data"},
     {"manifest", cmd_manifest, "generate|check a tree's manifest"},
+    {"verify", cmd_verify, "check a snapshot against its manifests"},
     {NULL, NULL, NULL},
 };
 

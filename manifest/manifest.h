@@ -108,6 +108,16 @@ int manifest_writer_open(manifest_writer **wr, int fd, const manifest_kv *hdr,
 int manifest_writer_add(manifest_writer *wr, const char *name,
                         const manifest_kv *kv, size_t nkv);
 
+/* Continues a manifest whose first LEN bytes are already in FD (written
+ * by an earlier writer that was interrupted after LAST, the name of its
+ * last record): hashes them, cuts FD to LEN and appends from there. */
+int manifest_writer_resume(manifest_writer **wr, int fd, uint64_t len,
+                           const char *last);
+
+/* Writes out what is buffered; *LEN gets the bytes in the file so far
+ * (a point to resume from once the caller has fsynced FD). */
+int manifest_writer_flush(manifest_writer *wr, uint64_t *len);
+
 /* Writes the trailer and flushes (no fsync: the caller publishes). */
 int manifest_writer_finish(manifest_writer *wr);
 

@@ -27,7 +27,8 @@ struct manifest_writer {
     size_t prevcap;
     int have_prev;
     EVP_MD_CTX *sha1;
-    int in_trailer; /* the trailer's line is not hashed */
+    int in_trailer;   /* the trailer's line is not hashed */
+    uint64_t flushed; /* bytes in the file */
 };
 
 static int flush_out(manifest_writer *wr)
@@ -42,6 +43,7 @@ static int flush_out(manifest_writer *wr)
             return -errno;
         off += (size_t)n;
     }
+    wr->flushed += wr->used;
     wr->used = 0;
     return 0;
 }
@@ -158,16 +160,10 @@ int manifest_writer_open(manifest_writer **out, int fd, const manifest_kv *hdr,
     return 0;
 }
 
-int manifest_writer_add(manifest_writer *wr, const char *name,
-                        const manifest_kv *kv, size_t nkv)
+static int set_prev(manifest_writer *wr, const char *name)
 {
-    size_t len = strlen(name), i;
+    size_t len = strlen(name);
 
-    for (i = 0; i < nkv; i++)
-        if (!strcmp(kv[i].key, MANIFEST_TYPE_KEY))
-            return -EINVAL; /* entries never carry a record type */
-    if (wr->have_prev && manifest_compare(wr->prev, name) >= 0)
-        return -EINVAL;
     if (len + 1 > wr->prevcap) {
         char *p = realloc(wr->prev, len + 1);
         if (!p)
@@ -177,6 +173,76 @@ int manifest_writer_add(manifest_writer *wr, const char *name,
     }
     memcpy(wr->prev, name, len + 1);
     wr->have_prev = 1;
+    return 0;
+}
+
+int manifest_writer_resume(manifest_writer **out, int fd, uint64_t len,
+                           const char *last)
+{
+    manifest_writer *wr = calloc(1, sizeof(*wr));
+    uint64_t done = 0;
+    int rv = 0;
+
+    if (!wr)
+        return -ENOMEM;
+    wr->fd = fd;
+    wr->out = malloc(OUT_BUF);
+    wr->sha1 = EVP_MD_CTX_new();
+    if (!wr->out || !wr->sha1 ||
+        EVP_DigestInit_ex(wr->sha1, EVP_sha1(), NULL) != 1) {
+        manifest_writer_free(wr);
+        return -ENOMEM;
+    }
+    /* The trailer hashes every byte before it: take in the bytes the
+     * earlier writer left, using the output buffer to read them. */
+    while (done < len) {
+        size_t want = len - done > OUT_BUF ? OUT_BUF : (size_t)(len - done);
+        ssize_t n = pread(fd, wr->out, want, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rv = n < 0 ? -errno : -EIO; /* shorter than the checkpoint */
+            break;
+        }
+        EVP_DigestUpdate(wr->sha1, wr->out, (size_t)n);
+        done += (uint64_t)n;
+    }
+    if (rv == 0 && (ftruncate(fd, (off_t)len) != 0 ||
+                    lseek(fd, (off_t)len, SEEK_SET) < 0))
+        rv = -errno;
+    if (rv == 0 && last)
+        rv = set_prev(wr, last);
+    if (rv != 0) {
+        manifest_writer_free(wr);
+        return rv;
+    }
+    wr->flushed = len;
+    *out = wr;
+    return 0;
+}
+
+int manifest_writer_flush(manifest_writer *wr, uint64_t *len)
+{
+    int rv = flush_out(wr);
+
+    if (len)
+        *len = wr->flushed;
+    return rv;
+}
+
+int manifest_writer_add(manifest_writer *wr, const char *name,
+                        const manifest_kv *kv, size_t nkv)
+{
+    size_t i;
+    int rv;
+
+    for (i = 0; i < nkv; i++)
+        if (!strcmp(kv[i].key, MANIFEST_TYPE_KEY))
+            return -EINVAL; /* entries never carry a record type */
+    if (wr->have_prev && manifest_compare(wr->prev, name) >= 0)
+        return -EINVAL;
+    if ((rv = set_prev(wr, name)) != 0)
+        return rv;
     return put_record(wr, name, kv, nkv);
 }
 

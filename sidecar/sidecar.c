@@ -30,6 +30,10 @@
  *            fields can be appended without changing the format byte.  A
  *            record from before the identity has bit 1 clear, and so does
  *            one rewritten by such an old reader: its hash reads unknown.
+ *   "_verify" sidecar_verify, binary: byte 0 format (1), byte 1 flags
+ *            (bit 0: clean, bit 1: a SHA-1 follows), 20 bytes raw SHA-1
+ *            when flagged, then LEB128 varints: time (zigzag), version,
+ *            ino, size, mtime_ns (zigzag), ctime_ns (zigzag).
  *
  * Size: the spec wants a database with 12 properties whose values total
  * under 2 KiB to take one 4 KiB block.  GDBM lays a new file out as header,
@@ -67,6 +71,7 @@
 #define TMP_TEMPLATE ".tmp-XXXXXX"
 #define KEY_NAME     "_name"
 #define KEY_REC      "_rec"
+#define KEY_VERIFY   "_verify"
 #define REC_FORMAT   1
 #define REC_HAS_SHA1 0x01
 #define REC_BOUND    0x02
@@ -1787,4 +1792,74 @@ int sidecar_remove_orphan(const char *dir, const char *name)
     unlock_fd(fa);
     paths_free(&p);
     return rc;
+}
+
+/* ------------------------------------------------------ verification */
+
+int sidecar_get_verify(sidecar *sc, sidecar_verify *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p, *end;
+    uint64_t t, m, c;
+    datum v;
+    int rc, i;
+
+    memset(out, 0, sizeof *out);
+    if ((rc = fresh(sc)) != 0)
+        return rc;
+    if ((rc = merged_get(sc, KEY_VERIFY, sizeof KEY_VERIFY - 1, &v)) != 0)
+        return rc;
+    p = (const unsigned char *)v.dptr;
+    end = p + v.dsize;
+    rc = -EBADMSG;
+    if (end - p < 2 || p[0] != 1)
+        goto out;
+    out->clean = p[1] & 1;
+    if (p[1] & 2) {
+        if (end - p < 22)
+            goto out;
+        for (i = 0; i < 20; i++) {
+            out->sha1[2 * i] = hex[p[2 + i] >> 4];
+            out->sha1[2 * i + 1] = hex[p[2 + i] & 15];
+        }
+        out->sha1[40] = '\0';
+        p += 20;
+    }
+    p += 2;
+    if (get_varint(&p, end, &t) || get_varint(&p, end, &out->version) ||
+        get_varint(&p, end, &out->ino) || get_varint(&p, end, &out->size) ||
+        get_varint(&p, end, &m) || get_varint(&p, end, &c))
+        goto out;
+    out->time = unzigzag(t);
+    out->mtime_ns = unzigzag(m);
+    out->ctime_ns = unzigzag(c);
+    rc = 0;
+out:
+    if (rc)
+        memset(out, 0, sizeof *out);
+    free(v.dptr);
+    return rc;
+}
+
+int sidecar_set_verify(sidecar *sc, const sidecar_verify *v)
+{
+    unsigned char buf[2 + 20 + 6 * 10], *p = buf;
+    int i;
+
+    if (v->sha1[0] && !is_hex_sha1(v->sha1))
+        return -EINVAL;
+    *p++ = 1;
+    *p++ = (unsigned char)((v->clean ? 1 : 0) | (v->sha1[0] ? 2 : 0));
+    if (v->sha1[0])
+        for (i = 0; i < 20; i++)
+            *p++ = (unsigned char)(hexval(v->sha1[2 * i]) << 4 |
+                                   hexval(v->sha1[2 * i + 1]));
+    p += put_varint(p, zigzag(v->time));
+    p += put_varint(p, v->version);
+    p += put_varint(p, v->ino);
+    p += put_varint(p, v->size);
+    p += put_varint(p, zigzag(v->mtime_ns));
+    p += put_varint(p, zigzag(v->ctime_ns));
+    return do_set(sc, KEY_VERIFY, sizeof KEY_VERIFY - 1, buf,
+                  (size_t)(p - buf));
 }

@@ -189,6 +189,24 @@ int sidecar_move(const char *src_dir, const char *src_name,
                  const char *dst_dir, const char *dst_name);
 int sidecar_remove(const char *dir, const char *name);
 
+/* The verifier's result for the data (mirrordav verify): when it ran,
+ * whether the data matched the manifest, the content version and the
+ * identity of the bytes it read, and the SHA-1 it computed.  Kept under
+ * its own library key, so the receipt record is never rewritten by a
+ * verification. */
+typedef struct {
+    int64_t time;     /* Unix seconds */
+    int clean;        /* 1: matched the manifest; 0: a discrepancy */
+    uint64_t version; /* content version checked */
+    char sha1[41];    /* computed from the data, "" if not hashed */
+    uint64_t ino, size;
+    int64_t mtime_ns, ctime_ns;
+} sidecar_verify;
+
+/* -ENOENT if the database holds no verification result. */
+int sidecar_get_verify(sidecar *sc, sidecar_verify *v);
+int sidecar_set_verify(sidecar *sc, const sidecar_verify *v);
+
 /* The entry name recorded in the hashed database at PATH, malloc'd into
  * *NAME (caller frees).  -ENOENT if PATH or its name is missing, -EBADMSG
  * if the name is not one path segment. */
