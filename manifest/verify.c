@@ -42,8 +42,10 @@
 #include "sidecar/sidecar.h"
 
 #define RING_SIZE     1024
-#define CKPT_INTERVAL 1    /* seconds between checkpoints, at most */
-#define CKPT_ENTRIES  2000 /* entries between checkpoints, at most */
+#define CKPT_INTERVAL 1 /* seconds between checkpoints, at most */
+/* Entries between checkpoints, at most (a checkpoint costs a few fsyncs);
+ * MIRRORDAV_VERIFY_CHECKPOINT_ENTRIES overrides it, for tests. */
+#define CKPT_ENTRIES 50000
 
 static const char *const kind_names[VERIFY_NKINDS] = {
     "missing", "extra",   "type", "size",  "mtime",
@@ -70,6 +72,8 @@ typedef struct {
     int reused;         /* result taken from since_tree */
     sidecar_record rec; /* the receipt record beside the data */
     int have_rec;
+    sidecar_verify old; /* the result an earlier run recorded */
+    int have_old;
 } job;
 
 typedef struct {
@@ -102,7 +106,9 @@ typedef struct {
     int disc_fd;        /* the discrepancy list, for resuming */
     long long disc_len; /* its length at the checkpoint */
     time_t last_ckpt, last_progress;
-    unsigned since_ckpt; /* entries emitted since the last checkpoint */
+    unsigned since_ckpt;   /* entries emitted since the last checkpoint */
+    unsigned ckpt_entries; /* ... and how many make a checkpoint due */
+    int sidecars_dirty;    /* results written since the last syncfs */
 } engine;
 
 static int fail(engine *e, int rv, const char *what, const char *path)
@@ -142,8 +148,12 @@ static void read_receipt(const engine *e, job *j)
         return;
     slash = strrchr(path, '/');
     *slash = '\0';
+    /* One read-only open for both records: the receipt, and the result
+     * of an earlier run (so that an unchanged result is not rewritten). */
     if (sidecar_open(path, slash + 1, 0, &sc) == 0) {
         j->have_rec = sidecar_get_record(sc, &j->rec) == 0 && j->rec.sha1[0];
+        j->have_old =
+            e->o->record_sidecars && sidecar_get_verify(sc, &j->old) == 0;
         sidecar_close(sc);
     }
     free(path);
@@ -207,32 +217,38 @@ static void hash_job(const engine *e, job *j)
     close(fd);
 }
 
+/* Jobs a hashing thread takes at once: one lock round trip and one
+ * wake-up per batch rather than per file, which matters for small files. */
+#define BATCH 8
+
 static void *worker(void *arg)
 {
     engine *e = arg;
 
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        job *j = NULL;
+        job *batch[BATCH];
+        int n = 0, i;
 
-        while (e->hash_next < e->tail) {
+        while (e->hash_next < e->tail && n < BATCH) {
             job *c = &e->ring[e->hash_next++ % RING_SIZE];
             if (c->state == JOB_WAIT) {
-                j = c;
-                break;
+                c->state = JOB_BUSY;
+                batch[n++] = c;
             }
         }
-        if (!j) {
+        if (!n) {
             if (e->stop)
                 break;
             pthread_cond_wait(&e->work, &e->mu);
             continue;
         }
-        j->state = JOB_BUSY;
         pthread_mutex_unlock(&e->mu);
-        hash_job(e, j);
+        for (i = 0; i < n; i++)
+            hash_job(e, batch[i]);
         pthread_mutex_lock(&e->mu);
-        j->state = JOB_READY;
+        for (i = 0; i < n; i++)
+            batch[i]->state = JOB_READY;
         pthread_cond_broadcast(&e->done);
     }
     pthread_mutex_unlock(&e->mu);
@@ -314,19 +330,18 @@ static void record_result(engine *e, const job *j, int clean)
     v.size = (uint64_t)j->st.st_size;
     v.mtime_ns = ns(&j->st.st_mtim);
     v.ctime_ns = ns(&j->st.st_ctim);
+    /* The same result for the same bytes is not written again: a re-run
+     * costs no sidecar writes, and "time" stays when this result was
+     * first found (the snapshot's record has the run's). */
+    if (j->have_old && j->old.clean == v.clean &&
+        j->old.version == v.version && !strcmp(j->old.sha1, v.sha1) &&
+        j->old.ino == v.ino && j->old.size == v.size &&
+        j->old.mtime_ns == v.mtime_ns && j->old.ctime_ns == v.ctime_ns) {
+        free(path);
+        return;
+    }
+    e->sidecars_dirty = 1;
     if (sidecar_open(path, slash + 1, 1, &sc) == 0) {
-        sidecar_verify old;
-        /* The same result for the same bytes is not written again: a
-         * re-run costs no sidecar writes, and "time" stays when this
-         * result was first found (the snapshot's record has the run's). */
-        if (sidecar_get_verify(sc, &old) == 0 && old.clean == v.clean &&
-            old.version == v.version && !strcmp(old.sha1, v.sha1) &&
-            old.ino == v.ino && old.size == v.size &&
-            old.mtime_ns == v.mtime_ns && old.ctime_ns == v.ctime_ns) {
-            sidecar_close(sc);
-            free(path);
-            return;
-        }
         if (sidecar_set_verify(sc, &v) != 0 || sidecar_commit(sc) != 0)
             fprintf(stderr,
                     "mirrordav verify: could not record the result "
@@ -462,7 +477,7 @@ static void emit(engine *e, job *j)
     memcpy(e->last, j->name, len + 1);
     now = time(NULL);
     if (e->o->checkpoint_dir && (now - e->last_ckpt >= CKPT_INTERVAL ||
-                                 ++e->since_ckpt >= CKPT_ENTRIES)) {
+                                 ++e->since_ckpt >= e->ckpt_entries)) {
         write_checkpoint(e);
         e->last_ckpt = now;
         e->since_ckpt = 0;
@@ -685,8 +700,9 @@ static int write_checkpoint(engine *e)
     }
     /* The data the checkpoint points into first (the results recorded in
      * sidecars included), then the checkpoint. */
-    if (e->o->record_sidecars && (rv = sync_tree(e->o->tree)) != 0)
+    if (e->sidecars_dirty && (rv = sync_tree(e->o->tree)) != 0)
         goto out;
+    e->sidecars_dirty = 0;
     if (e->wr && ((rv = manifest_writer_flush(e->wr, &wlen)) != 0 ||
                   (fsync(e->wr_fd) != 0 && (rv = -errno))))
         goto out;
@@ -1123,6 +1139,11 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
     if (o->record_sidecars)
         sidecar_set_durable(0);
     e.last_ckpt = e.last_progress = time(NULL);
+    {
+        const char *ce = getenv("MIRRORDAV_VERIFY_CHECKPOINT_ENTRIES");
+        e.ckpt_entries =
+            ce && atoi(ce) > 0 ? (unsigned)atoi(ce) : CKPT_ENTRIES;
+    }
     st->expected_bytes = expected;
 
     if (!e.rv) {
@@ -1144,7 +1165,7 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
     for (i = 0; i < e.nthreads; i++)
         pthread_join(e.threads[i], NULL);
 
-    if (!e.rv && o->record_sidecars && (rv = sync_tree(o->tree)) != 0)
+    if (!e.rv && e.sidecars_dirty && (rv = sync_tree(o->tree)) != 0)
         fail(&e, rv, "syncing", o->tree);
     if (o->record_sidecars)
         sidecar_set_durable(1);

@@ -6,6 +6,8 @@
 # manifest in the live tree, sidecar and snapshot records, the failure
 # log, JSON, --jobs, a corrupt manifest, and resume after kill -9.
 #   MIRRORDAV_VERIFY_KILLS=N   kill/resume rounds (default 6)
+# The verifier checkpoints every 2000 entries here (the default is every
+# second or 50 000 entries), so that kills land between checkpoints.
 use strict;
 use warnings;
 use FindBin;
@@ -25,6 +27,7 @@ my $vol   = "$base/vol";
 my $live  = "$vol/live";
 make_path("$vol/snapshots", "$vol/state", "$live/backup");
 
+$ENV{MIRRORDAV_VERIFY_CHECKPOINT_ENTRIES} = 2000;
 my $seed = $ENV{MIRRORDAV_SEED} // time;
 srand($seed);
 diag("seed $seed");
