@@ -118,6 +118,8 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
 dav_error *mirrordav_write_stream(dav_stream *stream, const void *buf,
                                   apr_size_t bufsize);
 dav_error *mirrordav_close_stream(dav_stream *stream, int commit);
+/* Registers the input filter that feeds mod_dav's PUT loop big reads. */
+void mirrordav_register_body_filter(void);
 /* Records in PATH's sidecar that the data ST describes was stored: SHA-1
  * (hex, or NULL if unknown), size, mtime, and a bumped content version;
  * nothing if other data has replaced it at PATH meanwhile. */

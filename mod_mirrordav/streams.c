@@ -36,15 +36,16 @@ struct dav_stream {
     sha1_pipe *sha1; /* hashes on a second thread; NULL: MirrorDAVHash Off */
     char *buf; /* the buffer being filled: written and hashed when full */
     apr_size_t used;
-    gzin *gz;            /* decoder when the body is gzip-encoded */
-    int pulled;          /* the rest of the body was read here */
-    int durable;         /* fsync before the reply (MirrorDAVFsync) */
-    apr_off_t written;   /* bytes written to fd */
-    apr_off_t started;   /* bytes whose writeback has been started */
-    dav_error *sink_err; /* why the decoder's sink stopped */
+    gzin *gz;             /* decoder when the body is gzip-encoded */
+    ap_filter_t *body_in; /* body_in_filter, while the stream is open */
+    int durable;          /* fsync before the reply (MirrorDAVFsync) */
+    apr_off_t written;    /* bytes written to fd */
+    apr_off_t started;    /* bytes whose writeback has been started */
+    dav_error *sink_err;  /* why the decoder's sink stopped */
 };
 
 static int gz_sink(void *ctx, const void *buf, size_t len);
+static ap_filter_rec_t *body_in_handle;
 
 static apr_status_t stream_cleanup(void *data)
 {
@@ -107,6 +108,8 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
                             gz_sink, s) != GZIN_OK)
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "Could not start the gzip decoder.");
+    s->body_in = ap_add_input_filter_handle(body_in_handle, NULL, info->r,
+                                            info->r->connection);
     *stream = s;
     return NULL;
 }
@@ -202,62 +205,32 @@ static dav_error *take_body(dav_stream *s, const void *buf, apr_size_t len)
 }
 
 /* mod_dav reads the body 2 KiB at a time (DAV_READ_BLOCKSIZE): half a
- * million trips through the input filters per GiB.  On its first call the
- * stream reads the rest of the body itself, a buffer at a time; mod_dav's
- * loop then finds the body at its end (httpd answers EOS again). */
-static dav_error *pull_body(dav_stream *s)
+ * million trips through the input filters per GiB.  This filter, put in
+ * front of the request's input filters while a PUT stream is open, turns
+ * each of those reads into one of up to a buffer's size, which the core
+ * fills greedily from what the socket holds.  mod_dav still reads every
+ * bucket and hands each to write_stream in order; only the pieces grow.
+ * (Returning more than asked is safe for mod_dav's loop and for
+ * ap_discard_request_body, which take whatever the brigade holds.) */
+static apr_status_t body_in_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                   ap_input_mode_t mode, apr_read_type_e block,
+                                   apr_off_t readbytes)
 {
-    request_rec *r = s->resource->info->r;
-    apr_bucket_brigade *bb =
-        apr_brigade_create(s->p, r->connection->bucket_alloc);
-    dav_error *err = NULL;
-    int eos = 0;
+    if (mode == AP_MODE_READBYTES && readbytes < STREAM_BUF)
+        readbytes = STREAM_BUF;
+    return ap_get_brigade(f->next, bb, mode, block, readbytes);
+}
 
-    while (!eos && !err) {
-        apr_bucket *b;
-        apr_status_t rv =
-            ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
-                           APR_BLOCK_READ, STREAM_BUF);
-
-        if (rv != APR_SUCCESS) {
-            err = mirrordav_error(
-                s->p, ap_map_http_request_error(rv, HTTP_BAD_REQUEST), rv,
-                "The request body could not be read.");
-            break;
-        }
-        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb) && !err;
-             b = APR_BUCKET_NEXT(b)) {
-            const char *data;
-            apr_size_t len;
-
-            if (APR_BUCKET_IS_EOS(b)) {
-                eos = 1;
-                break;
-            }
-            if (APR_BUCKET_IS_METADATA(b))
-                continue;
-            rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
-            if (rv != APR_SUCCESS)
-                err = mirrordav_error(s->p, HTTP_BAD_REQUEST, rv,
-                                      "The request body could not be read.");
-            else if (len)
-                err = take_body(s, data, len);
-        }
-        apr_brigade_cleanup(bb);
-    }
-    apr_brigade_destroy(bb);
-    return err;
+void mirrordav_register_body_filter(void)
+{
+    body_in_handle = ap_register_input_filter(
+        "MIRRORDAV_PUT_BODY", body_in_filter, NULL, AP_FTYPE_RESOURCE);
 }
 
 dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
                                   apr_size_t len)
 {
-    dav_error *err = take_body(s, buf, len);
-
-    if (err || s->pulled)
-        return err;
-    s->pulled = 1;
-    return pull_body(s);
+    return take_body(s, buf, len);
 }
 
 /* X-OC-Mtime: decimal Unix seconds, optionally with a fraction; nothing
@@ -370,6 +343,11 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     dav_error *err;
     int have_mtime, rv;
 
+    if (s->body_in) {
+        /* mod_dav has read the body to its end (or given up on it). */
+        ap_remove_input_filter(s->body_in);
+        s->body_in = NULL;
+    }
     if (!commit) {
         stream_cleanup(s);
         return NULL;
