@@ -87,14 +87,13 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     s->p = p;
     s->resource = resource;
     s->dir = dir;
-    s->durable = mirrordav_fsync_enabled(info->conf);
+    /* The thread's durability switch (publish.c), which get_resource has
+     * set from MirrorDAVFsync. */
+    s->durable = publish_durable();
     if ((rv = mirrordav_newfile_open(p, dir, &s->out)) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(rv),
                                      "Could not create a temporary file");
     apr_pool_cleanup_register(p, s, stream_cleanup, apr_pool_cleanup_null);
-    if (fchmod(s->out.fd, 0644) != 0)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not set the file mode");
     /* Four buffers: the hashing thread may lag the disk by three. */
     if (mirrordav_hash_enabled(info->conf)) {
         if (sha1_pipe_create(&s->sha1, STREAM_BUF, 4) != 0)
@@ -319,8 +318,12 @@ static dav_error *finish_data(dav_stream *s)
     return write_buf(s); /* the last, partial buffer: hashed at close */
 }
 
-static dav_error *publish_error(dav_stream *s, int e)
+static dav_error *publish_error(dav_stream *s, int e, int create_only)
 {
+    if (e == EEXIST && create_only)
+        return mirrordav_error(s->p, HTTP_PRECONDITION_FAILED, 0,
+                               "If-None-Match: * failed: the resource was "
+                               "created while this body was received.");
     if (e == EISDIR)
         return mirrordav_error(s->p, HTTP_CONFLICT, 0,
                                "A collection exists at this URI.");
@@ -331,12 +334,30 @@ static dav_error *publish_error(dav_stream *s, int e)
                                  "Could not put the file in place");
 }
 
+/* If-None-Match: * asks to create, never to replace.  mod_dav checks it
+ * when the request starts; the publication enforces it again at the end,
+ * as only a link can (rename replaces). */
+static int create_only(request_rec *r)
+{
+    const char *v = apr_table_get(r->headers_in, "If-None-Match");
+
+    if (!v)
+        return 0;
+    while (apr_isspace(*v))
+        v++;
+    if (*v++ != '*')
+        return 0;
+    while (apr_isspace(*v))
+        v++;
+    return *v == '\0';
+}
+
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
 {
     const dav_resource *resource = s->resource;
     dav_resource_private *info = resource->info;
     request_rec *r = info->r;
-    int do_fsync = mirrordav_fsync_enabled(info->conf);
+    int create = create_only(r);
     char hex[41];
     struct timespec times[2];
     struct stat st;
@@ -370,8 +391,9 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
             return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
                                          "Could not set the mtime");
     }
-    if (do_fsync && fsync(s->out.fd) != 0)
-        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+    /* The data is on disk before any name can refer to it. */
+    if ((rv = publish_sync_fd(s->out.fd)) != 0)
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(-rv),
                                      "Could not sync the file");
     if (fstat(s->out.fd, &st) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
@@ -381,17 +403,26 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
-    if ((rv = mirrordav_newfile_publish(s->p, &s->out, s->dir, info->path)))
-        return publish_error(s, rv);
+    if ((rv = publish_commit(&s->out, info->path,
+                             create ? PUBLISH_CREATE : PUBLISH_REPLACE)))
+        return publish_error(s, -rv, create);
     if (close(s->out.fd) != 0) {
         s->out.fd = -1;
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
                                      "Could not write the file");
     }
     s->out.fd = -1;
+    /* The name is made durable before the record that describes it: the
+     * record (in .mirrordav/, another directory) is committed with its own
+     * fsync, and were it on disk while this entry was not, a crash would
+     * leave the old file (or none) under a record of the new one.  A crash
+     * between the two leaves the new file with the previous record, as
+     * if the record had failed (fsck flags it as stale when the sizes
+     * differ, and --repair recomputes it). */
+    if ((rv = publish_sync_dir(s->dir)) != 0)
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(-rv),
+                                     "Could not sync the directory");
     mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
-    if (do_fsync && (err = mirrordav_fsync_dir(s->p, s->dir)) != NULL)
-        return err;
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
     return NULL;
