@@ -44,7 +44,7 @@ sub free_port {
     return $port;
 }
 
-# start_server(fsync => 'On'|'Off', conf_extra => "...")
+# start_server(fsync => 'On'|'Off', conf_extra => "...", wrap => [...])
 sub start_server {
     my ($class, %o) = @_;
     my $base = File::Temp::tempdir('mirrordav-t-XXXXXX', TMPDIR => 1,
@@ -99,7 +99,9 @@ sub _launch {
         POSIX::setpgid(0, 0);
         open STDOUT, '>>', "$self->{run}/stdout.log";
         open STDERR, '>&', \*STDOUT;
-        { exec $HTTPD, '-f', $self->{conf}, '-DFOREGROUND' };
+        # wrap => [cmd, args...]: httpd runs under it (unshare, ...).
+        { exec @{ $self->{opts}{wrap} // [] }, $HTTPD, '-f', $self->{conf},
+               '-DFOREGROUND' };
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
