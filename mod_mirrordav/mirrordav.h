@@ -6,7 +6,7 @@
  *   util.c           errors, directory fsync, stat, ETags (used by all)
  *   repos.c          resources: lookup, MKCOL, COPY, MOVE, DELETE, GET
  *   streams.c        PUT: temp file, fsync, rename
- *   publish.c        new file contents become visible atomically
+ *   publish.c        new files (the mechanism: sidecar/publish.c)
  *   encoding.c       content codings of request bodies (gzip)
  *   gzip_input.c     the streaming gzip decoder (no httpd dependency)
  *   walker.c         depth walks over the tree

@@ -1,10 +1,10 @@
 /*
  * PUT streams.  The body (gzip-decoded on the way when it is sent so) is
- * written to a new unnamed file in the target's directory (publish.c),
+ * written to a new file (sidecar/publish.c: unnamed where /proc allows),
  * hashed with SHA-1 on a second thread as it streams, fsynced, and then
  * published under the target's name; only then does mod_dav answer.  A
- * reader sees the old file or the new one, and a failed or interrupted
- * upload leaves nothing behind.
+ * reader sees the old file or the new one; a failed or interrupted upload
+ * leaves nothing behind, a crash at most a temp name that fsck removes.
  */
 #include <errno.h>
 #include <fcntl.h>
