@@ -209,8 +209,9 @@ static dav_error *take_body(dav_stream *s, const void *buf, apr_size_t len)
  * each of those reads into one of up to a buffer's size, which the core
  * fills greedily from what the socket holds.  mod_dav still reads every
  * bucket and hands each to write_stream in order; only the pieces grow.
- * (Returning more than asked is safe for mod_dav's loop and for
- * ap_discard_request_body, which take whatever the brigade holds.) */
+ * Returning more than asked is safe for mod_dav's loop, which takes
+ * whatever the brigade holds; close_stream removes the filter before
+ * anything else (ap_discard_request_body) reads the request. */
 static apr_status_t body_in_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                    ap_input_mode_t mode, apr_read_type_e block,
                                    apr_off_t readbytes)
