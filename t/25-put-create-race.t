@@ -69,7 +69,17 @@ for my $round (1 .. $ROUNDS) {
     my $deadline = time + 30;
     sleep 0.01 until (grep { -e "$tmp/ready$round.$_" } 1 .. $CLIENTS) == $CLIENTS
         || time > $deadline;
-    sleep 0.1;   # the headers are read and checked by now
+    # Every creator has passed mod_dav's precondition check once the
+    # server holds its new (unnamed) file open: count them.
+    my $open = 0;
+    while (time < $deadline) {
+        $open = grep { (readlink($_) // '') =~ m{^\Q$live\E/#\d+ \(deleted\)$} }
+            map { glob("/proc/$_/fd/*") } $s->children;
+        last if $open >= $CLIENTS;
+        sleep 0.01;
+    }
+    diag("round $round: only $open of $CLIENTS uploads open at the barrier")
+        if $open < $CLIENTS;
     spew($barrier, '');
     waitpid($_, 0) for @kids;
 
