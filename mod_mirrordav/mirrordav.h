@@ -6,7 +6,7 @@
  *   util.c           errors, directory fsync, stat, ETags (used by all)
  *   repos.c          resources: lookup, MKCOL, COPY, MOVE, DELETE, GET
  *   streams.c        PUT: temp file, fsync, rename
- *   publish.c        new file contents become visible atomically
+ *   publish.c        new files (the mechanism: sidecar/publish.c)
  *   encoding.c       content codings of request bodies (gzip)
  *   gzip_input.c     the streaming gzip decoder (no httpd dependency)
  *   walker.c         depth walks over the tree
@@ -22,6 +22,7 @@
 #include "http_log.h"
 #include "apr_file_info.h"
 #include "mod_dav.h"
+#include "sidecar/publish.h"
 
 #define MIRRORDAV_NS       "http://mirrordav.org/ns"
 #define MIRRORDAV_COPY_BUF (256 * 1024)
@@ -102,15 +103,15 @@ dav_error *mirrordav_errno_error(apr_pool_t *p, apr_status_t rv,
                                  const char *what);
 const char *mirrordav_etag(const dav_resource *resource);
 
-/* publish.c: new contents become visible atomically.  errno returns. */
-typedef struct {
-    int fd;    /* open for writing */
-    char *tmp; /* NULL while unnamed (O_TMPFILE) or once published */
-} mirrordav_newfile;
+/* publish.c: new contents become visible atomically (the mechanism is
+ * sidecar/publish.c's).  errno returns.  A mirrordav_newfile is a
+ * publish_file: {-1, NULL} initialises one that discard accepts. */
+typedef publish_file mirrordav_newfile;
 /* A random name in DIR's sidecar folder, starting with PREFIX; callers
  * retry on EEXIST.  NULL if no randomness could be had. */
 const char *mirrordav_temp_name(apr_pool_t *p, const char *dir,
                                 const char *prefix);
+/* Opens a new file (mode 0644) for an entry of DIR. */
 int mirrordav_newfile_open(apr_pool_t *p, const char *dir,
                            mirrordav_newfile *nf);
 /* Gives the file the name PATH (in DIR): linked in when PATH is free,
@@ -126,6 +127,8 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
 dav_error *mirrordav_write_stream(dav_stream *stream, const void *buf,
                                   apr_size_t bufsize);
 dav_error *mirrordav_close_stream(dav_stream *stream, int commit);
+/* Registers the input filter that feeds mod_dav's PUT loop big reads. */
+void mirrordav_register_body_filter(void);
 /* Records in PATH's sidecar that the data ST describes was stored: SHA-1
  * (hex, or NULL if unknown), size, mtime, and a bumped content version;
  * nothing if other data has replaced it at PATH meanwhile. */

@@ -297,6 +297,7 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_liveprops(p);
     mirrordav_register_lock_hooks();
     mirrordav_register_propdb_hooks();
+    mirrordav_register_body_filter();
     dav_register_provider(p, "mirrordav", &provider);
 }
 

@@ -1,10 +1,10 @@
 /*
  * PUT streams.  The body (gzip-decoded on the way when it is sent so) is
- * written to a new unnamed file in the target's directory (publish.c),
+ * written to a new file (sidecar/publish.c: unnamed where /proc allows),
  * hashed with SHA-1 on a second thread as it streams, fsynced, and then
  * published under the target's name; only then does mod_dav answer.  A
- * reader sees the old file or the new one, and a failed or interrupted
- * upload leaves nothing behind.
+ * reader sees the old file or the new one; a failed or interrupted upload
+ * leaves nothing behind, a crash at most a temp name that fsck removes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,15 +36,16 @@ struct dav_stream {
     sha1_pipe *sha1; /* hashes on a second thread; NULL: MirrorDAVHash Off */
     char *buf; /* the buffer being filled: written and hashed when full */
     apr_size_t used;
-    gzin *gz;            /* decoder when the body is gzip-encoded */
-    int pulled;          /* the rest of the body was read here */
-    int durable;         /* fsync before the reply (MirrorDAVFsync) */
-    apr_off_t written;   /* bytes written to fd */
-    apr_off_t started;   /* bytes whose writeback has been started */
-    dav_error *sink_err; /* why the decoder's sink stopped */
+    gzin *gz;             /* decoder when the body is gzip-encoded */
+    ap_filter_t *body_in; /* body_in_filter, while the stream is open */
+    int durable;          /* fsync before the reply (MirrorDAVFsync) */
+    apr_off_t written;    /* bytes written to fd */
+    apr_off_t started;    /* bytes whose writeback has been started */
+    dav_error *sink_err;  /* why the decoder's sink stopped */
 };
 
 static int gz_sink(void *ctx, const void *buf, size_t len);
+static ap_filter_rec_t *body_in_handle;
 
 static apr_status_t stream_cleanup(void *data)
 {
@@ -86,14 +87,13 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     s->p = p;
     s->resource = resource;
     s->dir = dir;
-    s->durable = mirrordav_fsync_enabled(info->conf);
+    /* The thread's durability switch (publish.c), which get_resource has
+     * set from MirrorDAVFsync. */
+    s->durable = publish_durable();
     if ((rv = mirrordav_newfile_open(p, dir, &s->out)) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(rv),
                                      "Could not create a temporary file");
     apr_pool_cleanup_register(p, s, stream_cleanup, apr_pool_cleanup_null);
-    if (fchmod(s->out.fd, 0644) != 0)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not set the file mode");
     /* Four buffers: the hashing thread may lag the disk by three. */
     if (mirrordav_hash_enabled(info->conf)) {
         if (sha1_pipe_create(&s->sha1, STREAM_BUF, 4) != 0)
@@ -107,6 +107,8 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
                             gz_sink, s) != GZIN_OK)
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "Could not start the gzip decoder.");
+    s->body_in = ap_add_input_filter_handle(body_in_handle, NULL, info->r,
+                                            info->r->connection);
     *stream = s;
     return NULL;
 }
@@ -202,62 +204,33 @@ static dav_error *take_body(dav_stream *s, const void *buf, apr_size_t len)
 }
 
 /* mod_dav reads the body 2 KiB at a time (DAV_READ_BLOCKSIZE): half a
- * million trips through the input filters per GiB.  On its first call the
- * stream reads the rest of the body itself, a buffer at a time; mod_dav's
- * loop then finds the body at its end (httpd answers EOS again). */
-static dav_error *pull_body(dav_stream *s)
+ * million trips through the input filters per GiB.  This filter, put in
+ * front of the request's input filters while a PUT stream is open, turns
+ * each of those reads into one of up to a buffer's size, which the core
+ * fills greedily from what the socket holds.  mod_dav still reads every
+ * bucket and hands each to write_stream in order; only the pieces grow.
+ * Returning more than asked is safe for mod_dav's loop, which takes
+ * whatever the brigade holds; close_stream removes the filter before
+ * anything else (ap_discard_request_body) reads the request. */
+static apr_status_t body_in_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                   ap_input_mode_t mode, apr_read_type_e block,
+                                   apr_off_t readbytes)
 {
-    request_rec *r = s->resource->info->r;
-    apr_bucket_brigade *bb =
-        apr_brigade_create(s->p, r->connection->bucket_alloc);
-    dav_error *err = NULL;
-    int eos = 0;
+    if (mode == AP_MODE_READBYTES && readbytes < STREAM_BUF)
+        readbytes = STREAM_BUF;
+    return ap_get_brigade(f->next, bb, mode, block, readbytes);
+}
 
-    while (!eos && !err) {
-        apr_bucket *b;
-        apr_status_t rv =
-            ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
-                           APR_BLOCK_READ, STREAM_BUF);
-
-        if (rv != APR_SUCCESS) {
-            err = mirrordav_error(
-                s->p, ap_map_http_request_error(rv, HTTP_BAD_REQUEST), rv,
-                "The request body could not be read.");
-            break;
-        }
-        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb) && !err;
-             b = APR_BUCKET_NEXT(b)) {
-            const char *data;
-            apr_size_t len;
-
-            if (APR_BUCKET_IS_EOS(b)) {
-                eos = 1;
-                break;
-            }
-            if (APR_BUCKET_IS_METADATA(b))
-                continue;
-            rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
-            if (rv != APR_SUCCESS)
-                err = mirrordav_error(s->p, HTTP_BAD_REQUEST, rv,
-                                      "The request body could not be read.");
-            else if (len)
-                err = take_body(s, data, len);
-        }
-        apr_brigade_cleanup(bb);
-    }
-    apr_brigade_destroy(bb);
-    return err;
+void mirrordav_register_body_filter(void)
+{
+    body_in_handle = ap_register_input_filter(
+        "MIRRORDAV_PUT_BODY", body_in_filter, NULL, AP_FTYPE_RESOURCE);
 }
 
 dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
                                   apr_size_t len)
 {
-    dav_error *err = take_body(s, buf, len);
-
-    if (err || s->pulled)
-        return err;
-    s->pulled = 1;
-    return pull_body(s);
+    return take_body(s, buf, len);
 }
 
 /* X-OC-Mtime: decimal Unix seconds, optionally with a fraction; nothing
@@ -354,8 +327,12 @@ static dav_error *finish_data(dav_stream *s)
     return write_buf(s); /* the last, partial buffer: hashed at close */
 }
 
-static dav_error *publish_error(dav_stream *s, int e)
+static dav_error *publish_error(dav_stream *s, int e, int create_only)
 {
+    if (e == EEXIST && create_only)
+        return mirrordav_error(s->p, HTTP_PRECONDITION_FAILED, 0,
+                               "If-None-Match: * failed: the resource was "
+                               "created while this body was received.");
     if (e == EISDIR)
         return mirrordav_error(s->p, HTTP_CONFLICT, 0,
                                "A collection exists at this URI.");
@@ -366,18 +343,41 @@ static dav_error *publish_error(dav_stream *s, int e)
                                  "Could not put the file in place");
 }
 
+/* If-None-Match: * asks to create, never to replace.  mod_dav checks it
+ * when the request starts; the publication enforces it again at the end,
+ * as only a link can (rename replaces). */
+static int create_only(request_rec *r)
+{
+    const char *v = apr_table_get(r->headers_in, "If-None-Match");
+
+    if (!v)
+        return 0;
+    while (apr_isspace(*v))
+        v++;
+    if (*v++ != '*')
+        return 0;
+    while (apr_isspace(*v))
+        v++;
+    return *v == '\0';
+}
+
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
 {
     const dav_resource *resource = s->resource;
     dav_resource_private *info = resource->info;
     request_rec *r = info->r;
-    int do_fsync = mirrordav_fsync_enabled(info->conf);
+    int create = create_only(r);
     char hex[41];
     struct timespec times[2];
     struct stat st;
     dav_error *err;
     int have_mtime, rv;
 
+    if (s->body_in) {
+        /* mod_dav has read the body to its end (or given up on it). */
+        ap_remove_input_filter(s->body_in);
+        s->body_in = NULL;
+    }
     if (!commit) {
         stream_cleanup(s);
         return NULL;
@@ -400,8 +400,9 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
             return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
                                          "Could not set the mtime");
     }
-    if (do_fsync && fsync(s->out.fd) != 0)
-        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
+    /* The data is on disk before any name can refer to it. */
+    if ((rv = publish_sync_fd(s->out.fd)) != 0)
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(-rv),
                                      "Could not sync the file");
     if (fstat(s->out.fd, &st) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
@@ -411,17 +412,26 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
-    if ((rv = mirrordav_newfile_publish(s->p, &s->out, s->dir, info->path)))
-        return publish_error(s, rv);
+    if ((rv = publish_commit(&s->out, info->path,
+                             create ? PUBLISH_CREATE : PUBLISH_REPLACE)))
+        return publish_error(s, -rv, create);
     if (close(s->out.fd) != 0) {
         s->out.fd = -1;
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
                                      "Could not write the file");
     }
     s->out.fd = -1;
+    /* The name is made durable before the record that describes it: the
+     * record (in .mirrordav/, another directory) is committed with its own
+     * fsync, and were it on disk while this entry was not, a crash would
+     * leave the old file (or none) under a record of the new one.  A crash
+     * between the two leaves the new file with the previous record, as
+     * if the record had failed (fsck flags it as stale when the sizes
+     * differ, and --repair recomputes it). */
+    if ((rv = publish_sync_dir(s->dir)) != 0)
+        return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(-rv),
+                                     "Could not sync the directory");
     mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
-    if (do_fsync && (err = mirrordav_fsync_dir(s->p, s->dir)) != NULL)
-        return err;
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
     return NULL;

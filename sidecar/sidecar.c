@@ -50,6 +50,7 @@
 #define _GNU_SOURCE
 #endif
 #include "sidecar.h"
+#include "publish.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,7 +69,7 @@
 #include <unistd.h>
 
 #define LOCK_NAME    ".lock"
-#define TMP_TEMPLATE ".tmp-XXXXXX"
+#define TMP_PREFIX   ".tmp-"
 #define KEY_NAME     "_name"
 #define KEY_REC      "_rec"
 #define KEY_VERIFY   "_verify"
@@ -101,8 +102,8 @@ struct sidecar {
     size_t nchg, chgcap;
     int changed;  /* something to publish */
     int prepared; /* the temp file holds the current state */
-    char *tmp;    /* temp file, NULL if none */
-    int tmp_fd;
+    /* The new database (publish.c); its fd is -1 if none. */
+    publish_file out;
     int stale; /* base must be reopened: we just replaced it */
     int err;   /* lost track of the published state */
 };
@@ -209,32 +210,20 @@ static int copy_fd(int in, int out)
 }
 
 /* Durability is the caller's setting (per request in the server), so it is
- * per thread; see sidecar_set_durable(). */
-static __thread int durable = 1;
-
+ * per thread; publish.c holds the one switch. */
 void sidecar_set_durable(int on)
 {
-    durable = on;
+    publish_set_durable(on);
 }
 
 static int sync_fd(int fd)
 {
-    return durable ? fsync(fd) : 0;
+    return publish_sync_fd(fd);
 }
 
 static int fsync_path(const char *path)
 {
-    int fd, rc = 0;
-
-    if (!durable)
-        return 0;
-    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return neg_errno();
-    if (fsync(fd))
-        rc = neg_errno();
-    close(fd);
-    return rc;
+    return publish_sync_dir(path);
 }
 
 static int lock_open(const char *folder, int *out)
@@ -258,35 +247,6 @@ static int lock_take(int fd)
         if (errno != EINTR)
             return neg_errno();
     }
-    return 0;
-}
-
-/* Temp file in FOLDER, mode DB_MODE.  No ".db" suffix, so that nothing
- * mistakes it for a published database. */
-static int tmp_create(const char *folder, char **path, int *fd)
-{
-    char *p = join(folder, TMP_TEMPLATE);
-    int f;
-
-    if (!p)
-        return -ENOMEM;
-    f = mkostemp(p, O_CLOEXEC);
-    if (f < 0) {
-        int rc = neg_errno();
-
-        free(p);
-        return rc;
-    }
-    if (fchmod(f, DB_MODE)) {
-        int rc = neg_errno();
-
-        close(f);
-        unlink(p);
-        free(p);
-        return rc;
-    }
-    *path = p;
-    *fd = f;
     return 0;
 }
 
@@ -667,76 +627,28 @@ static int merged_iter(sidecar *sc, sidecar_iter_fn cb, void *ctx)
     return 0;
 }
 
-/* The new database starts as an unnamed file (O_TMPFILE) in the sidecar
- * folder: a new entry's database is then linked in under its name, with
- * no temp name and no rename in the (busy) folder.  Elsewhere it falls
- * back to a named temp file. */
+/* The new database starts as an unnamed file in the sidecar folder where
+ * it can (publish.c): a new entry's database is then linked in under its
+ * name, with no temp name and no rename in the (busy) folder.  No ".db"
+ * suffix on a temp name, so that nothing mistakes it for a published
+ * database. */
 static int tmp_open(sidecar *sc)
 {
-    int fd = open(sc->folder, O_TMPFILE | O_RDWR | O_CLOEXEC, DB_MODE);
-
-    if (fd < 0)
-        return tmp_create(sc->folder, &sc->tmp, &sc->tmp_fd);
-    if (fchmod(fd, DB_MODE)) {
-        int rc = neg_errno();
-        close(fd);
-        return rc;
-    }
-    sc->tmp_fd = fd;
-    return 0;
+    return publish_open(&sc->out, sc->folder, sc->folder, TMP_PREFIX, O_RDWR,
+                        DB_MODE);
 }
 
 /* Puts the prepared database in place, atomically. */
 static int publish_tmp(sidecar *sc)
 {
-    char proc[64];
-    int i;
-
-    if (!sc->tmp) {
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", sc->tmp_fd);
-        if (!linkat(AT_FDCWD, proc, AT_FDCWD, sc->path, AT_SYMLINK_FOLLOW))
-            return 0;
-        if (errno != EEXIST)
-            return neg_errno();
-        /* Replacing: a temp name, then one rename over the old one. */
-        for (i = 0; i < 16 && !sc->tmp; i++) {
-            unsigned char r[6];
-            char name[sizeof(TMP_TEMPLATE)];
-            char *t;
-
-            if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-                return -EIO;
-            snprintf(name, sizeof(name), ".tmp-%02x%02x%02x", r[0] ^ r[3],
-                     r[1] ^ r[4], r[2] ^ r[5]);
-            if (!(t = join(sc->folder, name)))
-                return -ENOMEM;
-            if (!linkat(AT_FDCWD, proc, AT_FDCWD, t, AT_SYMLINK_FOLLOW))
-                sc->tmp = t;
-            else {
-                int e = errno;
-                free(t);
-                if (e != EEXIST)
-                    return -e;
-            }
-        }
-        if (!sc->tmp)
-            return -EEXIST;
-    }
-    if (rename(sc->tmp, sc->path))
-        return neg_errno();
-    return 0;
+    return publish_commit(&sc->out, sc->path, PUBLISH_REPLACE);
 }
 
 /* ------------------------------------------------------------ handles */
 
 static void handle_free(sidecar *sc)
 {
-    if (sc->tmp_fd >= 0)
-        close(sc->tmp_fd); /* an unnamed temp file vanishes with it */
-    if (sc->tmp) {
-        unlink(sc->tmp);
-        free(sc->tmp);
-    }
+    publish_discard(&sc->out);
     if (sc->base)
         gdbm_close(sc->base);
     if (sc->lock_fd >= 0)
@@ -769,7 +681,7 @@ static int handle_new(struct paths *p, const char *name, int writable,
     sc->writable = writable;
     sc->lock_fd = lock_fd;
     sc->base = base;
-    sc->tmp_fd = -1;
+    sc->out.fd = -1;
     sc->name = strdup(name);
     if (!sc->name) {
         handle_free(sc);
@@ -1095,12 +1007,12 @@ int sidecar_prepare(sidecar *sc)
         return rc;
     total = sum.total;
 
-    if (sc->tmp_fd < 0) {
+    if (sc->out.fd < 0) {
         rc = tmp_open(sc);
         if (rc)
             return rc;
     }
-    else if (ftruncate(sc->tmp_fd, 0) || lseek(sc->tmp_fd, 0, SEEK_SET)) {
+    else if (ftruncate(sc->out.fd, 0) || lseek(sc->out.fd, 0, SEEK_SET)) {
         return neg_errno();
     }
 
@@ -1112,14 +1024,14 @@ int sidecar_prepare(sidecar *sc)
     if (mfd >= 0) {
         rc = build_db(sc, mfd, total);
         if (!rc)
-            rc = copy_fd(mfd, sc->tmp_fd);
+            rc = copy_fd(mfd, sc->out.fd);
         close(mfd);
     }
     else {
-        rc = build_db(sc, sc->tmp_fd, total);
+        rc = build_db(sc, sc->out.fd, total);
     }
     if (!rc) {
-        mark_user_keys(sc->tmp_fd, sum.user_keys);
+        mark_user_keys(sc->out.fd, sum.user_keys);
         sc->prepared = 1;
     }
     return rc;
@@ -1138,17 +1050,14 @@ int sidecar_commit(sidecar *sc)
     rc = sidecar_prepare(sc);
     if (rc)
         return rc;
-    if (sync_fd(sc->tmp_fd)) {
+    if (sync_fd(sc->out.fd)) {
         /* After a failed fsync the page cache proves nothing. */
         sc->prepared = 0;
         return neg_errno();
     }
     if ((rc = publish_tmp(sc)) != 0)
         return rc;
-    close(sc->tmp_fd);
-    free(sc->tmp);
-    sc->tmp = NULL;
-    sc->tmp_fd = -1;
+    publish_discard(&sc->out); /* published: closes it, removes nothing */
 
     /* Published, even if the folder's fsync fails below: the new file is
      * the base from now on. */
@@ -1551,29 +1460,25 @@ static int unlink_db(const struct paths *d)
 /* Publishes a byte copy of SRC_FD as D->path. */
 static int publish_copy(int src_fd, const struct paths *d)
 {
-    char *tmp = NULL;
-    int fd, rc;
+    publish_file out;
+    int rc;
 
-    rc = tmp_create(d->folder, &tmp, &fd);
+    rc = publish_open(&out, d->folder, d->folder, TMP_PREFIX, O_RDWR, DB_MODE);
     if (rc)
         return rc;
-    rc = copy_fd(src_fd, fd);
+    rc = copy_fd(src_fd, out.fd);
     if (!rc) {
         char v;
         if (fgetxattr(src_fd, USER_KEYS_XATTR, &v, 1) == 1)
-            mark_user_keys(fd, v != '0');
+            mark_user_keys(out.fd, v != '0');
     }
-    if (!rc && sync_fd(fd))
-        rc = neg_errno();
-    if (close(fd) && !rc)
-        rc = neg_errno();
-    if (!rc && rename(tmp, d->path))
-        rc = neg_errno();
-    if (rc)
-        unlink(tmp);
-    else
+    if (!rc)
+        rc = sync_fd(out.fd);
+    if (!rc)
+        rc = publish_commit(&out, d->path, PUBLISH_REPLACE);
+    publish_discard(&out);
+    if (!rc)
         rc = fsync_path(d->folder);
-    free(tmp);
     return rc;
 }
 

@@ -208,4 +208,56 @@ is(sha1_file("$live/victim.bin"), sha1_file($new), 'the new version is stored');
     like(curl_put('/dav/after.bin', $new), qr/^201$/, 'the server goes on serving');
 }
 
+# ------------------------------------------- (d) the name before its record
+# The order of a PUT's durable steps, read from the system calls (strace on
+# the running server): the file is published under its name, the
+# directory is fsynced, and only then is the sidecar record (a database in
+# .mirrordav/) published.  A record made durable first could outlive a
+# name that a crash takes back.
+SKIP: {
+    my ($strace) = grep { -x } map { "$_/strace" } split /:/, "$ENV{PATH}:/usr/bin";
+    skip 'strace is not installed', 3 unless $strace;
+    like(curl_put('/dav/order.bin', $new), qr/^201$/, 'PUT order.bin');
+    my @pids  = ($srv->pid, $srv->children);
+    my $trace = "$tmp/strace";
+    my $st    = fork // die "fork: $!";
+    if (!$st) {
+        { exec $strace, '-f', '-qq', '-o', $trace,
+              '-e', 'trace=openat,fsync,linkat,rename,renameat,renameat2',
+              map { ('-p', $_) } @pids };
+        POSIX::_exit(127);
+    }
+    ok(wait_for(10, sub { -s $trace || 0 }) || sleep(1), 'strace attached');
+    sleep 0.5;
+    my $code = curl_put('/dav/order.bin', random_file("$tmp/order", 1 << 20));
+    kill 'INT', $st;
+    waitpid($st, 0);
+    my (%dirfd, $name_at, $dirsync_at, $record_at);
+    my @lines = split /\n/, slurp($trace) // '';
+    for my $i (0 .. $#lines) {
+        my ($tid, $call) = $lines[$i] =~ /^(\d+)\s+(.*)$/ or next;
+        if (my ($path, $flags, $fd) =
+                $call =~ /^openat\(AT_FDCWD, "([^"]*)", ([^)]*)\)\s+= (\d+)/) {
+            # Whether this descriptor is now the target's directory.
+            $dirfd{"$tid/$fd"} = $path eq $live && $flags =~ /O_DIRECTORY/;
+        }
+        elsif ($call =~ /^fsync\((\d+)\)\s+= 0/ && $dirfd{"$tid/$1"}) {
+            $dirsync_at //= $i if defined $name_at;
+        }
+        elsif ($call =~ /^(?:linkat|rename\w*)\(.*"\Q$live\E\/order\.bin".*\)\s+= 0$/) {
+            $name_at //= $i;
+        }
+        elsif ($call =~ /^(?:linkat|rename\w*)\(.*"\Q$live\E\/\.mirrordav\/(?!\.tmp-|\.put-)[^"]+".*\)\s+= 0$/) {
+            $record_at //= $i if defined $name_at;
+        }
+    }
+    my $order = join ' < ', map { $_->[0] } sort { $a->[1] <=> $b->[1] }
+        grep { defined $_->[1] } ['name', $name_at], ['directory fsync', $dirsync_at],
+        ['record', $record_at];
+    ok(defined $name_at && defined $dirsync_at && defined $record_at
+       && $name_at < $dirsync_at && $dirsync_at < $record_at,
+       "PUT ($code): name, then directory fsync, then record (seen: $order)")
+        or diag("trace:\n" . join "\n", grep { /\Q$live\E|fsync/ } @lines);
+}
+
 done_testing;

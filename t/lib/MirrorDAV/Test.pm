@@ -62,7 +62,7 @@ sub free_port {
     return $port;
 }
 
-# start_server(fsync => 'On'|'Off', conf_extra => "...")
+# start_server(fsync => 'On'|'Off', conf_extra => "...", wrap => [...])
 sub start_server {
     my ($class, %o) = @_;
     my $base = File::Temp::tempdir('mirrordav-t-XXXXXX', TMPDIR => 1,
@@ -139,7 +139,9 @@ sub _launch {
             $ENV{ASAN_OPTIONS} = "detect_leaks=0:allow_user_segv_handler=0:log_path=$d/asan";
             $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$d/ubsan";
         }
-        { exec $HTTPD, '-f', $self->{conf}, '-DFOREGROUND' };
+        # wrap => [cmd, args...]: httpd runs under it (unshare, ...).
+        { exec @{ $self->{opts}{wrap} // [] }, $HTTPD, '-f', $self->{conf},
+               '-DFOREGROUND' };
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
