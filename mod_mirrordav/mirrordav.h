@@ -42,8 +42,8 @@ struct dav_resource_private {
     const char *relpath; /* "" for the root, else "a/b" (decoded) */
     const char *path;    /* absolute file system path */
     apr_finfo_t finfo;   /* from lstat; valid when the resource exists */
-    const char *trash;   /* an overwritten destination, set aside until the
-                            COPY or MOVE onto it has succeeded */
+    int replace;         /* a COPY or MOVE destination that Overwrite lets
+                            it replace (see repos.c, set by remove) */
 };
 
 extern module AP_MODULE_DECLARE_DATA mirrordav_module;
