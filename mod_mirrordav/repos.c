@@ -423,8 +423,8 @@ static dav_error *swap_in(dav_resource *dst, intent *in, const char *from)
     apr_pool_t *p = dst->pool;
     struct stat st;
     int exists = lstat(dst->info->path, &st) == 0;
-    unsigned int flags = exists && dst->info->replace ? RENAME_EXCHANGE
-                                                      : RENAME_NOREPLACE;
+    unsigned int flags =
+        exists && dst->info->replace ? RENAME_EXCHANGE : RENAME_NOREPLACE;
 
     if (renameat2(AT_FDCWD, from, AT_FDCWD, dst->info->path, flags) == 0)
         return NULL;
@@ -515,10 +515,10 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
         const dav_response *first = *response;
         while (first->next)
             first = first->next;
-        err = mirrordav_error(
-            p, first->status, 0,
-            apr_pstrcat(p, "Could not copy ", first->href, ": ",
-                        first->desc ? first->desc : "", NULL));
+        err = mirrordav_error(p, first->status, 0,
+                              apr_pstrcat(p, "Could not copy ", first->href,
+                                          ": ", first->desc ? first->desc : "",
+                                          NULL));
     }
     *response = NULL;
     if (!err && (rc = prepare_swap(&in, staged, name)) != 0)
@@ -535,8 +535,9 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
         intent_release(&in);
         fill_from_stat(dst);
         return mirrordav_error(
-            p, err->status == HTTP_MULTI_STATUS ? HTTP_INTERNAL_SERVER_ERROR
-                                                : err->status,
+            p,
+            err->status == HTTP_MULTI_STATUS ? HTTP_INTERNAL_SERVER_ERROR
+                                             : err->status,
             err->aprerr,
             apr_pstrcat(p, err->desc ? err->desc : "Failed.",
                         dst->info->replace
@@ -566,9 +567,62 @@ static dav_error *remove_sidecar_dir(apr_pool_t *p, const char *path)
     return NULL;
 }
 
+/*
+ * Removes the entry PATH (a file, or an emptied collection) with its
+ * sidecar, never one without the other.  The sidecar is first renamed to
+ * a temporary name in its folder (made durable), then the data goes, then
+ * the hidden sidecar; if the data cannot go, the sidecar is renamed back
+ * and the member reported.  A crash after the first rename leaves the
+ * data without its properties (fsck rehashes it) and a temporary file
+ * (fsck removes it): never properties waiting for the next entry of that
+ * name.  Not under the sidecar lock: a PROPPATCH racing a DELETE of the
+ * same entry may leave an orphan, which fsck removes.
+ */
+static dav_error *remove_entry(apr_pool_t *p, const mirrordav_conf *conf,
+                               const char *path, int is_dir)
+{
+    const char *dir = mirrordav_dirname(p, path);
+    const char *hidden = mirrordav_temp_name(p, dir, ".tmp-");
+    char db[PATH_MAX];
+    int e;
+
+    if (!hidden ||
+        sidecar_path(dir, mirrordav_basename(path), db, sizeof(db)) != 0)
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Could not name the metadata to delete.");
+    if (rename(db, hidden) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                         "Could not delete the metadata; "
+                                         "the entry was kept");
+        hidden = NULL;
+    }
+    else if (mirrordav_fsync_enabled(conf)) {
+        dav_error *err = mirrordav_fsync_dir(p, mirrordav_dirname(p, hidden));
+        if (err) {
+            rename(hidden, db);
+            return err;
+        }
+    }
+    if ((is_dir ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT) {
+        e = errno;
+        if (hidden &&
+            renameat2(AT_FDCWD, hidden, AT_FDCWD, db, RENAME_NOREPLACE) != 0)
+            unlink(hidden); /* a newer sidecar came meanwhile: it stays */
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
+                                     is_dir ? "Could not delete the "
+                                              "collection"
+                                            : "Could not delete the file");
+    }
+    if (hidden)
+        unlink(hidden); /* if not, a stale temp that fsck removes */
+    return NULL;
+}
+
 /* P is this level's scratch pool; what RESPONSE keeps goes into RP.  URI
  * NULL: nothing is reported by name (a staged or replaced tree). */
-static dav_error *remove_tree(apr_pool_t *p, apr_pool_t *rp, const char *path,
+static dav_error *remove_tree(apr_pool_t *p, apr_pool_t *rp,
+                              const mirrordav_conf *conf, const char *path,
                               const char *uri, int is_dir,
                               dav_response **response, int *failed)
 {
@@ -576,35 +630,20 @@ static dav_error *remove_tree(apr_pool_t *p, apr_pool_t *rp, const char *path,
     struct stat st;
     apr_pool_t *iter;
     dav_error *err = NULL;
-    int rc, more, child_failed = 0;
+    int more, child_failed = 0;
     DIR *d;
 
-    /* The entry's sidecar goes first, and the data stays if it cannot:
-     * data removed without its sidecar would leave the properties to the
-     * next file of that name.  A crash in between leaves the data without
-     * properties or hash, which fsck reports and rehashes. */
-    if (!is_dir) {
-        rc = sidecar_remove(mirrordav_dirname(p, path),
-                            mirrordav_basename(path));
-        if (rc)
-            return mirrordav_errno_error(p, APR_FROM_OS_ERROR(-rc),
-                                         "Could not delete the file's "
-                                         "metadata; the file was kept");
-        if (unlink(path) != 0 && errno != ENOENT)
-            return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                         "Could not delete the file");
-        return NULL;
-    }
+    if (!is_dir)
+        return remove_entry(p, conf, path, 0);
     if (!(d = opendir(path)))
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
                                      "Could not read the collection");
     /* Unlinking entries already returned does not disturb readdir. */
     apr_pool_create(&iter, p);
     while ((more = next_entry(d, &name, &st)) > 0) {
-        const char *u =
-            uri ? apr_pstrcat(iter, uri, "/", name, NULL) : NULL;
+        const char *u = uri ? apr_pstrcat(iter, uri, "/", name, NULL) : NULL;
 
-        err = remove_tree(iter, rp, mirrordav_join(iter, path, name), u,
+        err = remove_tree(iter, rp, conf, mirrordav_join(iter, path, name), u,
                           S_ISDIR(st.st_mode), response, &child_failed);
         if (err) {
             if (u)
@@ -629,15 +668,7 @@ static dav_error *remove_tree(apr_pool_t *p, apr_pool_t *rp, const char *path,
     }
     if ((err = remove_sidecar_dir(p, path)) != NULL)
         return err;
-    rc = sidecar_remove(mirrordav_dirname(p, path), mirrordav_basename(path));
-    if (rc)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(-rc),
-                                     "Could not delete the collection's "
-                                     "metadata");
-    if (rmdir(path) != 0)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not delete the collection");
-    return NULL;
+    return remove_entry(p, conf, path, 1);
 }
 
 /*
@@ -671,8 +702,8 @@ static dav_error *remove_resource(dav_resource *resource,
         info->replace = 1;
         return NULL;
     }
-    err = remove_tree(p, p, info->path, resource->uri, resource->collection,
-                      response, &failed);
+    err = remove_tree(p, p, info->conf, info->path, resource->uri,
+                      resource->collection, response, &failed);
     if (!err && mirrordav_fsync_enabled(info->conf))
         err = mirrordav_fsync_dir(p, mirrordav_dirname(p, info->path));
     fill_from_stat(resource);

@@ -321,8 +321,8 @@ static int drop_record(intent *in)
 
 /* ------------------------------------------------------------ operation */
 
-int intent_begin(intent *in, const char *state_dir, int move,
-                 const char *src, const char *dst, int durable)
+int intent_begin(intent *in, const char *state_dir, int move, const char *src,
+                 const char *dst, int durable)
 {
     char parent[PATH_MAX], name[NAME_MAX + 1], scdir[PATH_MAX];
     unsigned char rnd[12];
@@ -349,8 +349,9 @@ int intent_begin(intent *in, const char *state_dir, int move,
         return neg_errno();
     for (i = 0; i < 12; i++)
         sprintf(hex + 2 * i, "%02x", rnd[i]);
-    if ((size_t)snprintf(in->stage, PATH_MAX, "%s/" INTENT_STAGE_PREFIX "%.12s",
-                         scdir, hex) >= PATH_MAX ||
+    if ((size_t)snprintf(in->stage, PATH_MAX,
+                         "%s/" INTENT_STAGE_PREFIX "%.12s", scdir,
+                         hex) >= PATH_MAX ||
         (size_t)snprintf(in->file, PATH_MAX, "%s/" RECORD_PREFIX "%.12s",
                          state_dir, hex + 12) >= PATH_MAX)
         return -ENAMETOOLONG;
@@ -396,8 +397,7 @@ int intent_finish(intent *in)
          * Idempotent: a staged sidecar already renamed in is not staged
          * any more, and removing an absent one is a no-op. */
         if (in->newdb) {
-            if ((rc = sidecar_path(in->stage, name, path, sizeof(path))) !=
-                0)
+            if ((rc = sidecar_path(in->stage, name, path, sizeof(path))) != 0)
                 return rc;
             if (access(path, F_OK) == 0)
                 rc = sidecar_move(in->stage, name, parent, name);
@@ -477,15 +477,15 @@ static int resolve(intent *in, const char **action)
     int rc;
 
     if (in->phase == INTENT_STAGING) {
-        *action = "rolled back (staged copy removed)";
+        *action = "roll back (the swap had not begun)";
         return intent_abort(in);
     }
     if (in->phase == INTENT_CLEANUP) {
-        *action = "completed (old tree removed)";
+        *action = "complete (remove the replaced tree)";
         return intent_finish(in);
     }
     if (in->new_ino && ino_of(in->dst) == in->new_ino) {
-        *action = "completed (swap was done)";
+        *action = "complete (the swap was done)";
         return intent_finish(in);
     }
     /* Not swapped: the new tree must still be where it was staged, or the
@@ -494,10 +494,10 @@ static int resolve(intent *in, const char **action)
         (rc = join(path, in->stage, name)) != 0)
         return rc;
     if (in->new_ino && ino_of(in->move ? in->src : path) == in->new_ino) {
-        *action = "rolled back (swap not done)";
+        *action = "roll back (the swap was not done)";
         return intent_abort(in);
     }
-    *action = "kept: the tree is neither staged nor swapped in";
+    *action = "find the tree (neither staged nor swapped in)";
     return -ENOENT;
 }
 
@@ -590,7 +590,7 @@ int intent_recover(const char *state_dir, int repair, int durable,
         strcpy(in.file, path);
         rc = load(fd, &in);
         if (rc)
-            action = "kept: unreadable record";
+            action = "read the record";
         else if (repair)
             rc = resolve(&in, &action);
         if (rc || !repair)

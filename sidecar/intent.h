@@ -45,25 +45,25 @@ typedef enum {
 } intent_phase;
 
 typedef struct {
-    char file[PATH_MAX];   /* the record */
-    int fd;                /* open and flock()ed while the operation runs */
-    int durable;           /* fsync (MirrorDAVFsync) */
-    int move;              /* 0: COPY, 1: MOVE */
+    char file[PATH_MAX]; /* the record */
+    int fd;              /* open and flock()ed while the operation runs */
+    int durable;         /* fsync (MirrorDAVFsync) */
+    int move;            /* 0: COPY, 1: MOVE */
     intent_phase phase;
-    char src[PATH_MAX];    /* MOVE: the source */
-    char dst[PATH_MAX];    /* the destination */
-    char stage[PATH_MAX];  /* the staging folder */
-    uint64_t new_ino;      /* inode of the tree swapped in */
-    uint64_t old_ino;      /* inode of the old destination, 0 if none */
-    int newdb;             /* STAGE/.mirrordav holds the new entry sidecar */
+    char src[PATH_MAX];   /* MOVE: the source */
+    char dst[PATH_MAX];   /* the destination */
+    char stage[PATH_MAX]; /* the staging folder */
+    uint64_t new_ino;     /* inode of the tree swapped in */
+    uint64_t old_ino;     /* inode of the old destination, 0 if none */
+    int newdb;            /* STAGE/.mirrordav holds the new entry sidecar */
 } intent;
 
 /* Writes the staging record (durably when DURABLE), locks it, then creates
  * the staging folder (and PARENT/.mirrordav if needed).  SRC is NULL for a
  * COPY.  On return, IN->stage names the folder; the staged entry goes to
  * IN->stage/NAME. */
-int intent_begin(intent *in, const char *state_dir, int move,
-                 const char *src, const char *dst, int durable);
+int intent_begin(intent *in, const char *state_dir, int move, const char *src,
+                 const char *dst, int durable);
 
 /* Records phase SWAP (fill new_ino, old_ino, newdb first).  Durable on
  * return, so the swap may follow. */

@@ -267,9 +267,12 @@ unlock_dir("$live/del/a/locked");
 
 # COPY with Overwrite onto a destination one member of which cannot be
 # deleted.  mod_dav deletes the destination before copying; the provider
-# sets the old destination aside instead, so the copy completes, and the
-# member that could not be removed is left in the sidecar folder (fsck
-# reports it) rather than mixing old and new data.
+# instead exchanges the staged copy with it, so the copy completes, and the
+# member that could not be removed stays in the staging folder (its intent
+# record in state/ says it is disposable; fsck reports it, --repair
+# removes it once it can) rather than mixing old and new data.
+my $admin  = "$ENV{MIRRORDAV_BUILD}/mirrordav";
+my $volume = $srv->volume;
 for my $c ('csrc', 'csrc/x', 'cdst', 'cdst/x') { $srv->mkcol("/dav/$c") }
 $srv->put("/dav/$_", "new $_\n") for 'csrc/1.txt', 'csrc/x/2.txt', 'csrc/x/3.txt';
 $srv->put("/dav/$_", "old $_\n") for 'cdst/1.txt', 'cdst/x/2.txt';
@@ -279,16 +282,23 @@ is($r->{status}, 204, "COPY over a destination with an undeletable member ($how)
 is(slurp("$live/cdst/1.txt"), "new csrc/1.txt\n", 'the destination is the copy');
 is(slurp("$live/cdst/x/2.txt"), "new csrc/x/2.txt\n", '... in every member');
 is(slurp("$live/cdst/x/3.txt"), "new csrc/x/3.txt\n", '... new members included');
-my @trash = glob("$live/.mirrordav/.trash-*");
-is(scalar @trash, 1, 'the undeletable old member was set aside in the sidecar folder');
-is(slurp("$trash[0]/x/2.txt") // '', "old cdst/x/2.txt\n", '... intact');
+my @stage = glob("$live/.mirrordav/.stage-*");
+is(scalar @stage, 1, 'the undeletable old member was left in a staging folder');
+is(slurp("$stage[0]/cdst/x/2.txt") // '', "old cdst/x/2.txt\n", '... intact');
 $r = $srv->propfind('/dav/', 1);
-unlike($r->{content}, qr/trash/, 'and is not visible over WebDAV');
-if (@trash) {
-    push @immutable, "$trash[0]/x" if $how eq 'chattr +i';
-    unlock_dir("$trash[0]/x");
-    system('rm', '-rf', $trash[0]);   # what fsck --repair does once it is old
+unlike($r->{content}, qr/stage/, 'and is not visible over WebDAV');
+my $report = `$admin fsck --repair --volume $volume 2>&1`;
+isnt($? >> 8, 0, 'fsck --repair cannot finish it while the member is undeletable');
+like($report, qr{state/intent-\w+\tinterrupted-copy\tkept \(complete .*cdst}, '... and reports the intent') or diag($report);
+ok(-f "$stage[0]/cdst/x/2.txt", '... which it keeps');
+if (@stage) {
+    push @immutable, "$stage[0]/cdst/x" if $how eq 'chattr +i';
+    unlock_dir("$stage[0]/cdst/x");
 }
+$report = `$admin fsck --repair --volume $volume 2>&1`;
+is($? >> 8, 0, 'once it can be deleted, fsck --repair removes it') or diag($report);
+is(scalar(() = glob("$live/.mirrordav/.stage-*")), 0, '... the staging folder is gone');
+is(scalar(() = glob("$volume/state/intent-*")), 0, '... and so is its record');
 
 # COPY with Overwrite that fails: a source member the server cannot read.
 # Replacing is all or nothing: the old destination comes back whole.
@@ -304,7 +314,7 @@ like($r->{content}, qr/left as it was/, '... saying the destination is unchanged
 is(slurp("$live/rdst/1.txt"), "old rdst/1.txt\n", 'the old destination is back');
 is(slurp("$live/rdst/9.txt"), "old rdst/9.txt\n", '... whole');
 ok(!-e "$live/rdst/2.txt", '... with nothing of the failed copy');
-is(scalar(() = glob("$live/.mirrordav/.trash-*")), 0, 'and no trash left behind');
+is(scalar(() = glob("$live/.mirrordav/.stage-*")), 0, 'and no staging folder left behind');
 
 # A MOVE over an existing destination sets it aside and drops it.
 $srv->mkcol('/dav/msrc');
@@ -314,6 +324,7 @@ $srv->put('/dav/mdst/b.txt', "replaced\n");
 $r = move('/dav/msrc', '/dav/mdst', Overwrite => 'T');
 is($r->{status}, 204, 'MOVE over an existing collection -> 204');
 ok(-f "$live/mdst/a.txt" && !-e "$live/mdst/b.txt", 'the destination is the moved tree');
-is(scalar(() = glob("$live/.mirrordav/.trash-*")), 0, 'no trash left behind');
+is(scalar(() = glob("$live/.mirrordav/.stage-*")), 0, 'no staging folder left behind');
+is(scalar(() = glob("$volume/state/intent-*")), 0, 'no intent record left behind');
 
 done_testing;
