@@ -13,6 +13,7 @@
  *   liveprops.c      DAV: and mirrordav live properties
  *   propdb.c         dead properties in the sidecar databases
  *   locks.c          class 2 locking: the lock database in state/
+ *   recovery.c       server start: finish or undo interrupted COPY/MOVE
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -149,6 +150,12 @@ void mirrordav_register_liveprop_hooks(void);
 
 /* propdb.c */
 extern const dav_hooks_propdb mirrordav_hooks_propdb;
+
+/* recovery.c */
+void mirrordav_recovery_reset(apr_pool_t *pconf);
+void mirrordav_recovery_note_volume(const char *volume);
+int mirrordav_recovery_run(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s);
 
 /* locks.c */
 extern const dav_hooks_locks mirrordav_hooks_locks;

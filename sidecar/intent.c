@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,23 @@
 /* A temporary record older than this belongs to no running writer (one
  * lives for the few system calls between its creation and its rename). */
 #define STALE_TMP_SECONDS 60
+
+/*
+ * Crash points, for the crash tests only: with MIRRORDAV_TEST_CRASH_POINT=N
+ * in its environment, a process kills itself (SIGKILL, as kill -9 would)
+ * on reaching its Nth crash point.  One getenv per process otherwise.
+ */
+void intent_crash_point(void)
+{
+    static int target = -1, seen;
+
+    if (target < 0) {
+        const char *e = getenv("MIRRORDAV_TEST_CRASH_POINT");
+        target = e ? atoi(e) : 0;
+    }
+    if (target > 0 && ++seen == target)
+        raise(SIGKILL);
+}
 
 static int neg_errno(void)
 {
@@ -359,11 +377,13 @@ int intent_begin(intent *in, const char *state_dir, int move, const char *src,
      * record that says it is disposable. */
     if ((rc = write_record(in)) != 0)
         return rc;
+    intent_crash_point();
     if (mkdir(in->stage, 0755) != 0) {
         rc = neg_errno();
         drop_record(in);
         return rc;
     }
+    intent_crash_point();
     return 0;
 }
 
@@ -381,7 +401,10 @@ int intent_ready(intent *in)
         (rc = fsync_dir(scdir, in->durable)) != 0)
         return rc;
     in->phase = INTENT_SWAP;
-    return write_record(in);
+    intent_crash_point();
+    rc = write_record(in);
+    intent_crash_point();
+    return rc;
 }
 
 int intent_finish(intent *in)
@@ -392,6 +415,7 @@ int intent_finish(intent *in)
 
     if ((rc = split(in->dst, parent, name)) != 0)
         return rc;
+    intent_crash_point();
     if (in->phase == INTENT_SWAP) {
         /* The tree is at DST: make the entry's own sidecar match it.
          * Idempotent: a staged sidecar already renamed in is not staged
@@ -406,10 +430,12 @@ int intent_finish(intent *in)
             rc = sidecar_remove(parent, name);
         if (rc)
             return rc;
+        intent_crash_point();
         if (in->move) {
             if ((rc = split(in->src, sdir, sname)) != 0 ||
                 (rc = sidecar_remove(sdir, sname)) != 0)
                 return rc;
+            intent_crash_point();
             /* The exchange left the old destination at the source's name;
              * it joins the staging folder (by inode, so that nothing else
              * is ever taken). */
@@ -418,6 +444,7 @@ int intent_finish(intent *in)
                     return rc;
                 if (rename(in->src, path) != 0)
                     return neg_errno();
+                intent_crash_point();
             }
             if ((rc = fsync_dir(sdir, in->durable)) != 0)
                 return rc;
@@ -434,11 +461,13 @@ int intent_finish(intent *in)
         in->phase = INTENT_CLEANUP;
         if ((rc = write_record(in)) != 0)
             return rc;
+        intent_crash_point();
     }
     /* Cleanup: the staging folder holds nothing live.  The record goes
      * last, so a crash during a long removal is finished by recovery. */
     if ((rc = intent_remove_all(in->stage)) != 0)
         return rc;
+    intent_crash_point();
     if ((rc = split(in->stage, scdir, name)) != 0 ||
         (rc = fsync_dir(scdir, in->durable)) != 0)
         return rc;

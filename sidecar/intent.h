@@ -97,6 +97,10 @@ typedef void (*intent_report_fn)(void *ctx, const intent *in,
 int intent_recover(const char *state_dir, int repair, int durable,
                    intent_report_fn cb, void *ctx);
 
+/* Crash tests: kills the process at the Nth call when the environment has
+ * MIRRORDAV_TEST_CRASH_POINT=N (each step of an operation calls it). */
+void intent_crash_point(void);
+
 /* Removes PATH and all under it (a missing PATH is fine), going on past
  * members that cannot be removed; fails if any could not.  Bounded
  * memory: one descriptor per level. */
