@@ -2,8 +2,9 @@
  * Depth walks for PROPFIND, locks and validation.  Members are visited in
  * directory order; the sidecar folder, symbolic links and special
  * files are never part of the tree.  Each member's resource lives in a
- * scratch pool cleared after its callback, so a walk over a large tree
- * holds one directory listing per level, not the whole tree.
+ * scratch pool cleared after its callback, and directories are read one
+ * entry at a time, so a walk over a large tree holds one open directory
+ * per level, not a listing.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -72,32 +73,41 @@ static dav_error *walk_members(walk_ctx *ctx, const dav_resource *dir,
 {
     const dav_walk_params *params = ctx->params;
     dav_resource_private *dinfo = dir->info;
-    apr_array_header_t *entries;
-    apr_pool_t *listp, *scratch;
-    dav_error *err;
-    int i;
+    apr_pool_t *scratch;
+    struct dirent *de;
+    dav_error *err = NULL;
+    DIR *d;
 
-    apr_pool_create(&listp, params->pool);
-    apr_pool_create(&scratch, listp);
-    /* A multistatus has no order; sorting 10 000 names cost 8% of a
-     * PROPFIND. */
-    if ((err = mirrordav_read_dir(listp, dinfo->path, 0, &entries)) != NULL) {
-        apr_pool_destroy(listp);
-        return err;
-    }
-    for (i = 0; i < entries->nelts && !err; i++) {
-        const mirrordav_dirent *de =
-            &APR_ARRAY_IDX(entries, i, mirrordav_dirent);
-        int is_dir = de->finfo.filetype == APR_DIR;
-        const char *uri =
-            apr_pstrcat(scratch, dir->uri,
-                        dir->uri[strlen(dir->uri) - 1] == '/' ? "" : "/",
-                        de->name, is_dir ? "/" : "", NULL);
-        dav_resource *res = mirrordav_new_resource(
+    /* One entry at a time, not a listing: a folder of 100 000 files
+     * (a DELETE validates its whole tree through this walk) costs one
+     * readdir buffer per level.  A multistatus has no order. */
+    if (!(d = opendir(dinfo->path)))
+        return mirrordav_errno_error(params->pool, APR_FROM_OS_ERROR(errno),
+                                     "Could not read the collection");
+    apr_pool_create(&scratch, params->pool);
+    while (!err && (errno = 0, de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        apr_finfo_t finfo;
+        struct stat st;
+        const char *uri;
+        dav_resource *res;
+        int is_dir;
+
+        if ((n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) ||
+            sidecar_is_reserved_name(n))
+            continue;
+        if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue; /* vanished since readdir */
+        if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+            continue; /* symlinks and special files are not served */
+        mirrordav_stat_to_finfo(&st, &finfo);
+        is_dir = S_ISDIR(st.st_mode);
+        uri = apr_pstrcat(scratch, dir->uri,
+                          dir->uri[strlen(dir->uri) - 1] == '/' ? "" : "/", n,
+                          is_dir ? "/" : "", NULL);
+        res = mirrordav_new_resource(
             scratch, dinfo->r, dinfo->conf,
-            mirrordav_join(scratch, dinfo->relpath, de->name), uri,
-            &de->finfo);
-
+            mirrordav_join(scratch, dinfo->relpath, n), uri, &finfo);
         ctx->wres.resource = res;
         err = params->func(&ctx->wres, is_dir ? DAV_CALLTYPE_COLLECTION
                                               : DAV_CALLTYPE_MEMBER);
@@ -105,7 +115,11 @@ static dav_error *walk_members(walk_ctx *ctx, const dav_resource *dir,
             err = walk_members(ctx, res, depth - 1);
         apr_pool_clear(scratch);
     }
-    apr_pool_destroy(listp);
+    if (!err && errno)
+        err = mirrordav_errno_error(params->pool, APR_FROM_OS_ERROR(errno),
+                                    "Could not read the collection");
+    closedir(d);
+    apr_pool_destroy(scratch);
     return err;
 }
 
