@@ -406,9 +406,19 @@ static dav_error *copy_tree(apr_pool_t *p, apr_pool_t *rp,
 /* An error from the intent library (a negative errno) as a response. */
 static dav_error *intent_error(apr_pool_t *p, int rc, const char *what)
 {
-    if (rc == -ENOENT || rc == -ENOTDIR)
-        return no_destination_parent(p);
     return mirrordav_errno_error(p, APR_FROM_OS_ERROR(-rc), what);
+}
+
+/* The staging folder goes into the destination's parent: it must be a
+ * collection (409 otherwise, RFC 4918 9.8.5 / 9.9.4). */
+static dav_error *check_destination_parent(const dav_resource *dst)
+{
+    struct stat st;
+
+    if (lstat(mirrordav_dirname(dst->pool, dst->info->path), &st) != 0 ||
+        !S_ISDIR(st.st_mode))
+        return no_destination_parent(dst->pool);
+    return NULL;
 }
 
 /*
@@ -502,6 +512,8 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
     if (!*dst->info->relpath)
         return mirrordav_error(p, HTTP_FORBIDDEN, 0,
                                "The root of the share cannot be replaced.");
+    if ((err = check_destination_parent(dst)) != NULL)
+        return err;
     rc = intent_begin(&in, conf->state, 0, NULL, dst->info->path,
                       mirrordav_fsync_enabled(conf));
     if (rc)
@@ -739,6 +751,8 @@ static dav_error *move_resource(dav_resource *src, dav_resource *dst,
     if (!*src->info->relpath || !*dst->info->relpath)
         return mirrordav_error(p, HTTP_FORBIDDEN, 0,
                                "The root of the share cannot be moved.");
+    if ((err = check_destination_parent(dst)) != NULL)
+        return err;
     rc = intent_begin(&in, conf->state, 1, spath, dpath,
                       mirrordav_fsync_enabled(conf));
     if (rc)

@@ -152,6 +152,10 @@ for my $round (1 .. $rounds) {
     $outcome{ check_round($what, $op, $overwrite) ? 'done' : 'not done' }++;
 }
 note join ', ', map { "$_: $outcome{$_}" } sort keys %outcome;
+# The recoveries ran in httpd's post_config, as root: they must have done
+# their work as the volume's owner.
+is `find '$volume' -uid 0 | head -5`, '', 'recovery at server start left no root-owned file in the volume';
+ok -e "$volume/state/intent.lock", '... and serialised on state/intent.lock';
 
 # ------------------------------------------------------------ fsck
 # An operation that died at a known step (the crash point after the record
