@@ -489,6 +489,24 @@ static dav_error *finish_swap(dav_resource *dst, intent *in)
         "does too)");
 }
 
+/* A COPY that failed before its swap: says that the destination is as it
+ * was. */
+static dav_error *untouched(dav_resource *dst, const dav_error *err)
+{
+    apr_pool_t *p = dst->pool;
+
+    fill_from_stat(dst);
+    return mirrordav_error(
+        p,
+        err->status == HTTP_MULTI_STATUS ? HTTP_INTERNAL_SERVER_ERROR
+                                         : err->status,
+        err->aprerr,
+        apr_pstrcat(p, err->desc ? err->desc : "Failed.",
+                    dst->info->replace ? " The destination was left as it was."
+                                       : " Nothing was copied.",
+                    NULL));
+}
+
 /*
  * COPY: the whole copy is built in a staging folder beside the
  * destination (VOLUME/.../.mirrordav/.stage-*, never served), recorded in
@@ -517,7 +535,8 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
     rc = intent_begin(&in, conf->state, 0, NULL, dst->info->path,
                       mirrordav_fsync_enabled(conf));
     if (rc)
-        return intent_error(p, rc, "Could not prepare the copy");
+        return untouched(dst,
+                         intent_error(p, rc, "Could not prepare the copy"));
     staged = mirrordav_join(p, in.stage, name);
     err = copy_tree(p, p, conf, src->info->path, staged, dst->uri, depth,
                     src->collection, response);
@@ -545,17 +564,7 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                           "mirrordav fsck --repair removes it",
                           in.stage);
         intent_release(&in);
-        fill_from_stat(dst);
-        return mirrordav_error(
-            p,
-            err->status == HTTP_MULTI_STATUS ? HTTP_INTERNAL_SERVER_ERROR
-                                             : err->status,
-            err->aprerr,
-            apr_pstrcat(p, err->desc ? err->desc : "Failed.",
-                        dst->info->replace
-                            ? " The destination was left as it was."
-                            : " Nothing was copied.",
-                        NULL));
+        return untouched(dst, err);
     }
     err = finish_swap(dst, &in);
     fill_from_stat(dst);

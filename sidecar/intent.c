@@ -418,8 +418,10 @@ int intent_finish(intent *in)
     intent_crash_point();
     if (in->phase == INTENT_SWAP) {
         /* The tree is at DST: make the entry's own sidecar match it.
-         * Idempotent: a staged sidecar already renamed in is not staged
-         * any more, and removing an absent one is a no-op. */
+         * The staged sidecar is renamed in before a MOVE's source sidecar
+         * is removed, so that at every crash point one of the two holds
+         * the properties.  Idempotent: a staged sidecar already renamed in
+         * is not staged any more, and removing an absent one is a no-op. */
         if (in->newdb) {
             if ((rc = sidecar_path(in->stage, name, path, sizeof(path))) != 0)
                 return rc;
