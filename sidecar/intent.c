@@ -434,7 +434,15 @@ int intent_finish(intent *in)
             return rc;
         intent_crash_point();
         if (in->move) {
-            if ((rc = split(in->src, sdir, sname)) != 0 ||
+            uint64_t now_at_src = ino_of(in->src);
+
+            if ((rc = split(in->src, sdir, sname)) != 0)
+                return rc;
+            /* The source's sidecar described the tree now at DST.  Only
+             * while the source name is empty or holds the old destination
+             * (swapped there): if a process died alone, recovery may come
+             * after a client made a new entry there, whose sidecar stays. */
+            if ((now_at_src == 0 || now_at_src == in->old_ino) &&
                 (rc = sidecar_remove(sdir, sname)) != 0)
                 return rc;
             intent_crash_point();
