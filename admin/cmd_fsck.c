@@ -4,7 +4,16 @@
  * Checks the sidecars of the live tree against the data:
  *   orphan        a sidecar whose file or collection is gone
  *   stale-temp    a temporary file left by an interrupted write
- *   stale-trash   an overwritten destination that could not be removed
+ *   interrupted-copy, interrupted-move
+ *                 the intent record (VOLUME/state/intent-*) of a COPY or
+ *                 MOVE that did not finish: --repair completes it (the
+ *                 swap was done) or rolls it back (it was not); see
+ *                 sidecar/intent.h.  Records of running operations are
+ *                 locked and skipped.
+ *   stale-stage   a staging folder that no record claims (never touched:
+ *                 it may be the only copy of something)
+ *   stale-trash   an overwritten tree set aside by an older version
+ *                 (never touched, for the same reason)
  *   unreadable    a sidecar that cannot be opened
  *   missing-hash  a file with no SHA-1 recorded
  *   stale-hash    a SHA-1 recorded for an older content version
@@ -24,7 +33,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,12 +44,14 @@
 
 #include "admin/commands.h"
 #include "admin/entry.h"
+#include "sidecar/intent.h"
 #include "sidecar/sidecar.h"
 
 /* A temp file untouched this long belongs to no running write. */
 #define STALE_TEMP_SECONDS (15 * 60)
 
 typedef struct {
+    const char *state; /* VOLUME/state: intent records */
     int repair;
     unsigned long checked, problems, repaired;
     int io_error;
@@ -193,18 +203,6 @@ static void check_file(fsck_ctx *c, const char *dir, const char *name,
                "recomputed");
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-    return remove(path) == 0 ? 0 : -1;
-}
-
-/* Removes a file or a whole tree; an undeletable member fails it. */
-static int remove_all(const char *path)
-{
-    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int has_suffix(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -291,11 +289,14 @@ static void check_sidecar_dir(fsck_ctx *c, const char *dir,
             report(c, path, "stale-temp", c->repair && unlink(path) == 0,
                    "removed");
         }
-        else if (!strncmp(n, ".trash-", 7)) {
-            if (now - st.st_ctime < STALE_TEMP_SECONDS)
-                continue; /* a COPY or MOVE may still be using it */
-            report(c, path, "stale-trash", c->repair && remove_all(path) == 0,
-                   "removed");
+        else if (!strncmp(n, ".trash-", 7))
+            report(c, path, "stale-trash", 0, "");
+        else if (!strncmp(n, INTENT_STAGE_PREFIX,
+                          strlen(INTENT_STAGE_PREFIX))) {
+            /* A record's staging folder is its record's business (reported
+             * with it, or a running operation's). */
+            if (!intent_owns_stage(c->state, path))
+                report(c, path, "stale-stage", 0, "");
         }
         else if (strlist_has(expected, n))
             continue;
@@ -355,6 +356,24 @@ static void check_dir(fsck_ctx *c, const char *dir, int is_root)
     strlist_free(&subdirs);
 }
 
+static void report_intent(void *ctx, const intent *in, const char *action,
+                          int rc)
+{
+    fsck_ctx *c = ctx;
+
+    c->problems++;
+    if (c->repair && rc == 0)
+        c->repaired++;
+    if (rc)
+        printf("%s\tinterrupted-%s\tkept (%s failed: %s; destination %s)\n",
+               in->file, in->move ? "move" : "copy", action, strerror(-rc),
+               in->dst);
+    else
+        printf("%s\tinterrupted-%s\t%s%s (destination %s)\n", in->file,
+               in->move ? "move" : "copy", action, c->repair ? ": done" : "",
+               in->dst);
+}
+
 int cmd_fsck(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -363,7 +382,7 @@ int cmd_fsck(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *volume = NULL;
-    char live[PATH_MAX];
+    char live[PATH_MAX], state[PATH_MAX];
     fsck_ctx c = {0};
     struct stat st;
     int o;
@@ -394,6 +413,16 @@ int cmd_fsck(int argc, char **argv)
                 live);
         return 2;
     }
+    /* Interrupted operations first: resolving them removes the staging
+     * folders that the walk would otherwise report. */
+    snprintf(state, sizeof(state), "%s/state", volume);
+    c.state = state;
+    if (intent_recover(state, c.repair, 1, report_intent, &c) < 0) {
+        fprintf(stderr, "mirrordav fsck: %s: cannot read the intent records\n",
+                state);
+        c.io_error = 1;
+    }
+
     /* Repairs are many small sidecar writes: made durable together by one
      * syncfs before the summary, not by an fsync each.  A crash before it
      * loses only repairs, which the next fsck makes again. */

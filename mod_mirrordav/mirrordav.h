@@ -13,6 +13,7 @@
  *   liveprops.c      DAV: and mirrordav live properties
  *   propdb.c         dead properties in the sidecar databases
  *   locks.c          class 2 locking: the lock database in state/
+ *   recovery.c       server start: finish or undo interrupted COPY/MOVE
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -46,8 +47,8 @@ struct dav_resource_private {
     const char *relpath; /* "" for the root, else "a/b" (decoded) */
     const char *path;    /* absolute file system path */
     apr_finfo_t finfo;   /* from lstat; valid when the resource exists */
-    const char *trash;   /* an overwritten destination, set aside until the
-                            COPY or MOVE onto it has succeeded */
+    int replace;         /* a COPY or MOVE destination that Overwrite lets
+                            it replace (see repos.c, set by remove) */
 };
 
 extern module AP_MODULE_DECLARE_DATA mirrordav_module;
@@ -175,6 +176,12 @@ extern const dav_hooks_propdb mirrordav_hooks_propdb;
 /* Registers the output filter that answers a PROPPATCH whose changes
  * could not be stored with the error instead of mod_dav's 207. */
 void mirrordav_register_propdb_hooks(void);
+
+/* recovery.c */
+void mirrordav_recovery_reset(apr_pool_t *pconf);
+void mirrordav_recovery_note_volume(const char *volume);
+int mirrordav_recovery_run(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s);
 
 /* locks.c */
 extern const dav_hooks_locks mirrordav_hooks_locks;

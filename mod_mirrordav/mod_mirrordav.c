@@ -72,6 +72,7 @@ static const char *set_volume(cmd_parms *cmd, void *dconf, const char *arg)
     conf->volume = apr_pstrmemdup(cmd->pool, arg, n);
     conf->live = apr_pstrcat(cmd->pool, conf->volume, "/live", NULL);
     conf->state = apr_pstrcat(cmd->pool, conf->volume, "/state", NULL);
+    mirrordav_recovery_note_volume(conf->volume);
     return NULL;
 }
 
@@ -288,8 +289,17 @@ static const dav_provider provider = {
     NULL, /* ctx */
 };
 
+static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    mirrordav_recovery_reset(pconf);
+    return OK;
+}
+
 static void register_hooks(apr_pool_t *p)
 {
+    /* Interrupted COPY/MOVE are resolved before any request is served. */
+    ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(mirrordav_recovery_run, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_fixups(fixups, NULL, NULL, APR_HOOK_MIDDLE);

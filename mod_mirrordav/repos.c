@@ -5,8 +5,10 @@
  * temporary file, fsynced and renamed into place, and the directories
  * they land in are fsynced.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,6 +18,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mirrordav.h"
+#include "sidecar/intent.h"
 #include "sidecar/sidecar.h"
 
 static void set_exists(dav_resource *res)
@@ -301,16 +304,17 @@ fail:
                                  "Could not copy the file");
 }
 
-static void add_response(apr_pool_t *p, dav_response **response,
-                         const char *href, dav_error *err)
+/* The Multi-Status keeps what it is given until the response is sent:
+ * everything is copied into RP, the request's pool, never left in the
+ * per-member pools that the walks clear. */
+static void add_response(apr_pool_t *rp, dav_response **response,
+                         const char *href, const dav_error *err)
 {
-    dav_response *resp = apr_pcalloc(p, sizeof(*resp));
+    dav_response *resp = apr_pcalloc(rp, sizeof(*resp));
 
-    resp->href = href;
+    resp->href = apr_pstrdup(rp, href);
     resp->status = err->status;
-    /* ERR may live in a per-member pool that is cleared before the
-     * response is read (found by t/90 under ASan, MaxMemFree 1). */
-    resp->desc = apr_pstrdup(p, err->desc);
+    resp->desc = err->desc ? apr_pstrdup(rp, err->desc) : NULL;
     resp->next = *response;
     *response = resp;
 }
@@ -323,16 +327,41 @@ static int carry_sidecar(int (*op)(const char *, const char *, const char *,
               mirrordav_dirname(p, dst), mirrordav_basename(dst));
 }
 
-/* Recursive copy.  A member that fails is reported in RESPONSE and the
- * walk goes on with its siblings, as RFC 4918 section 9.8.8 asks. */
-static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
-                            const char *src, const char *dst,
-                            const char *dst_uri, int depth, int is_dir,
-                            dav_response **response)
+/*
+ * One served entry of an open directory at a time: the walks below read
+ * a directory piece by piece, as mod_dav_fs does, so that a folder of
+ * 100 000 files costs one readdir buffer per level, not a list of names.
+ * Returns 1 with *NAME and *ST set, 0 at the end, -1 with errno on error.
+ */
+static int next_entry(DIR *d, const char **name, struct stat *st)
 {
-    apr_array_header_t *entries;
-    dav_error *err;
-    int i;
+    struct dirent *de;
+
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+
+        if ((n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) ||
+            sidecar_is_reserved_name(n))
+            continue;
+        if (fstatat(dirfd(d), n, st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue; /* vanished since readdir */
+        if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+            continue; /* symlinks and special files are not served */
+        *name = n;
+        return 1;
+    }
+    return errno ? -1 : 0;
+}
+
+/* Recursive copy.  A member that fails is reported in RESPONSE (kept in
+ * RP) and the walk goes on with its siblings, as RFC 4918 section 9.8.8
+ * asks; P is this level's scratch pool. */
+static dav_error *copy_tree(apr_pool_t *p, apr_pool_t *rp,
+                            const mirrordav_conf *conf, const char *src,
+                            const char *dst, const char *dst_uri, int depth,
+                            int is_dir, dav_response **response)
+{
+    dav_error *err = NULL;
 
     if (!is_dir) {
         struct stat id[3];
@@ -360,143 +389,354 @@ static dav_error *copy_tree(apr_pool_t *p, const mirrordav_conf *conf,
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "Could not copy the collection's metadata.");
     if (depth != 0) {
-        apr_pool_t *sub;
-        if ((err = mirrordav_read_dir(p, src, 0, &entries)) != NULL)
-            return err;
-        apr_pool_create(&sub, p);
-        for (i = 0; i < entries->nelts; i++) {
-            const mirrordav_dirent *de =
-                &APR_ARRAY_IDX(entries, i, mirrordav_dirent);
-            const char *s = mirrordav_join(sub, src, de->name);
-            const char *d = mirrordav_join(sub, dst, de->name);
-            const char *u = apr_pstrcat(p, dst_uri, "/", de->name, NULL);
+        apr_pool_t *iter;
+        const char *name;
+        struct stat st;
+        DIR *d = opendir(src);
+        int more;
 
-            err = copy_tree(sub, conf, s, d, u, depth,
-                            de->finfo.filetype == APR_DIR, response);
+        if (!d)
+            return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                         "Could not read the collection");
+        apr_pool_create(&iter, p);
+        while ((more = next_entry(d, &name, &st)) > 0) {
+            const char *s = mirrordav_join(iter, src, name);
+            const char *t = mirrordav_join(iter, dst, name);
+            const char *u = apr_pstrcat(iter, dst_uri, "/", name, NULL);
+
+            err = copy_tree(iter, rp, conf, s, t, u, depth,
+                            S_ISDIR(st.st_mode), response);
             if (err)
-                add_response(p, response, u, err);
-            apr_pool_clear(sub);
+                add_response(rp, response, u, err);
+            err = NULL;
+            apr_pool_clear(iter);
         }
-        apr_pool_destroy(sub);
+        if (more < 0)
+            err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                        "Could not read the collection");
+        closedir(d);
+        apr_pool_destroy(iter);
+        if (err)
+            return err;
     }
     if (mirrordav_fsync_enabled(conf))
         return mirrordav_fsync_dir(p, mirrordav_dirname(p, dst));
     return NULL;
 }
 
-static dav_error *settle_trash(dav_resource *dst, dav_error *err);
-static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
-                              int is_dir, dav_response **response,
-                              int *failed);
+/* An error from the intent library (a negative errno) as a response. */
+static dav_error *intent_error(apr_pool_t *p, int rc, const char *what)
+{
+    return mirrordav_errno_error(p, APR_FROM_OS_ERROR(-rc), what);
+}
 
+/* The staging folder goes into the destination's parent: it must be a
+ * collection (409 otherwise, RFC 4918 9.8.5 / 9.9.4). */
+static dav_error *check_destination_parent(const dav_resource *dst)
+{
+    struct stat st;
+
+    if (lstat(mirrordav_dirname(dst->pool, dst->info->path), &st) != 0 ||
+        !S_ISDIR(st.st_mode))
+        return no_destination_parent(dst->pool);
+    return NULL;
+}
+
+/*
+ * The swap that publishes a staged tree (COPY) or the source (MOVE) at
+ * DST in one rename.  With Overwrite (mod_dav called remove_resource on
+ * DST first, see set_replace) the old destination is exchanged with it,
+ * so that DST is never missing or half-made; without, the name must still
+ * be free.  IN's record must be in phase SWAP (durable) before this.
+ */
+static dav_error *swap_in(dav_resource *dst, intent *in, const char *from)
+{
+    apr_pool_t *p = dst->pool;
+    struct stat st;
+    int exists = lstat(dst->info->path, &st) == 0;
+    unsigned int flags =
+        exists && dst->info->replace ? RENAME_EXCHANGE : RENAME_NOREPLACE;
+
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, dst->info->path, flags) == 0)
+        return NULL;
+    if (errno == EEXIST)
+        return mirrordav_error(p, HTTP_PRECONDITION_FAILED, 0,
+                               "The destination was created meanwhile.");
+    if (errno == ENOENT || errno == ENOTDIR)
+        return no_destination_parent(p);
+    return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                 "Could not put the new tree in place");
+}
+
+/* Fills what the record needs before the swap: the inode of the tree
+ * being swapped in (to tell later whether the swap happened), the old
+ * destination's, and whether an entry sidecar was staged. */
+static int prepare_swap(intent *in, const char *from, const char *name)
+{
+    char sc[PATH_MAX];
+    struct stat st;
+
+    if (lstat(from, &st) != 0)
+        return -errno;
+    in->new_ino = st.st_ino;
+    in->old_ino = lstat(in->dst, &st) == 0 ? (uint64_t)st.st_ino : 0;
+    if (sidecar_path(in->stage, name, sc, sizeof(sc)) != 0)
+        return -ENAMETOOLONG;
+    in->newdb = access(sc, F_OK) == 0;
+    return intent_ready(in);
+}
+
+/* After the swap: the client is answered from here on, whatever the
+ * clean-up of the old tree does (the record keeps it for recovery). */
+static dav_error *finish_swap(dav_resource *dst, intent *in)
+{
+    int rc = intent_finish(in);
+
+    intent_release(in);
+    if (!rc)
+        return NULL;
+    if (in->phase == INTENT_CLEANUP) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(-rc),
+                      dst->info->r,
+                      "the replaced tree in %s could not be removed "
+                      "entirely; mirrordav fsck reports it (%s)",
+                      in->stage, in->file);
+        return NULL;
+    }
+    return mirrordav_errno_error(
+        dst->pool, APR_FROM_OS_ERROR(-rc),
+        "The new tree is in place but its metadata could not be; the "
+        "server completes it at its next start (mirrordav fsck --repair "
+        "does too)");
+}
+
+/* The swap renamed the entry, which moves its ctime: the record carried
+ * to DPATH still names the same bytes if it named them as they were at
+ * BEFORE (lstat of the entry just before the swap), so it is re-bound to
+ * them.  Members inside a swapped collection keep their ctimes: only the
+ * collection itself was renamed. */
+static void rebind_swapped(apr_pool_t *p, const struct stat *before,
+                           const char *dpath)
+{
+    struct stat after;
+
+    if (lstat(dpath, &after) == 0)
+        sidecar_rebind(mirrordav_dirname(p, dpath), mirrordav_basename(dpath),
+                       before, &after);
+}
+
+/* A COPY that failed before its swap: says that the destination is as it
+ * was. */
+static dav_error *untouched(dav_resource *dst, const dav_error *err)
+{
+    apr_pool_t *p = dst->pool;
+
+    fill_from_stat(dst);
+    return mirrordav_error(
+        p,
+        err->status == HTTP_MULTI_STATUS ? HTTP_INTERNAL_SERVER_ERROR
+                                         : err->status,
+        err->aprerr,
+        apr_pstrcat(p, err->desc ? err->desc : "Failed.",
+                    dst->info->replace ? " The destination was left as it was."
+                                       : " Nothing was copied.",
+                    NULL));
+}
+
+/*
+ * COPY: the whole copy is built in a staging folder beside the
+ * destination (VOLUME/.../.mirrordav/.stage-*, never served), recorded in
+ * an intent (sidecar/intent.h), and swapped in by one rename.  A crash or
+ * a failure before the swap leaves the destination as it was and the
+ * staged copy disposable; after it, the copy is whole and the old tree is
+ * what is disposable.
+ */
 static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                                 int depth, dav_response **response)
 {
+    apr_pool_t *p = dst->pool;
+    const mirrordav_conf *conf = dst->info->conf;
+    const char *name = mirrordav_basename(dst->info->path);
+    const char *staged;
+    struct stat before;
     dav_error *err;
+    intent in;
+    int rc;
 
     *response = NULL;
-    err =
-        copy_tree(dst->pool, dst->info->conf, src->info->path, dst->info->path,
-                  dst->uri, depth, src->collection, response);
-    fill_from_stat(dst);
-    if (!err && *response)
-        err = mirrordav_error(dst->pool, HTTP_MULTI_STATUS, 0,
-                              "Some members could not be copied.");
-    if (err) {
+    if (!*dst->info->relpath)
+        return mirrordav_error(p, HTTP_FORBIDDEN, 0,
+                               "The root of the share cannot be replaced.");
+    if ((err = check_destination_parent(dst)) != NULL)
+        return err;
+    rc = intent_begin(&in, conf->state, 0, NULL, dst->info->path,
+                      mirrordav_fsync_enabled(conf));
+    if (rc)
+        return untouched(dst,
+                         intent_error(p, rc, "Could not prepare the copy"));
+    staged = mirrordav_join(p, in.stage, name);
+    err = copy_tree(p, p, conf, src->info->path, staged, dst->uri, depth,
+                    src->collection, response);
+    if (!err && *response) {
         /* A copy is all or nothing, so that no half-copied tree is ever
-         * visible: report the first failure alone, and take away what was
-         * copied.  (The destination did not exist, or was set aside and
-         * settle_trash brings it back.) */
-        if (*response)
-            err = mirrordav_error(
-                dst->pool, (*response)->status, 0,
-                apr_pstrcat(dst->pool, "Could not copy ", (*response)->href,
-                            ": ", (*response)->desc ? (*response)->desc : "",
-                            NULL));
-        *response = NULL;
-        if (!dst->info->trash) {
-            struct stat st;
-            dav_response *ignored = NULL;
-            int failed = 0;
-
-            if (lstat(dst->info->path, &st) == 0)
-                remove_tree(dst->pool, dst->info->path, "",
-                            S_ISDIR(st.st_mode), &ignored, &failed);
-            fill_from_stat(dst);
-            err = mirrordav_error(dst->pool, err->status, err->aprerr,
-                                  apr_pstrcat(dst->pool, err->desc,
-                                              " Nothing was copied.", NULL));
-        }
+         * visible: the first failure is reported alone. */
+        const dav_response *first = *response;
+        while (first->next)
+            first = first->next;
+        err = mirrordav_error(p, first->status, 0,
+                              apr_pstrcat(p, "Could not copy ", first->href,
+                                          ": ", first->desc ? first->desc : "",
+                                          NULL));
     }
-    return settle_trash(dst, err);
+    *response = NULL;
+    if (!err && (rc = prepare_swap(&in, staged, name)) != 0)
+        err = intent_error(p, rc, "Could not record the copy");
+    if (!err && lstat(staged, &before) != 0)
+        memset(&before, 0, sizeof(before)); /* matches no record */
+    if (!err)
+        err = swap_in(dst, &in, staged);
+    if (err) {
+        if ((rc = intent_abort(&in)) != 0)
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(-rc),
+                          dst->info->r,
+                          "the staged copy %s could not be removed; "
+                          "mirrordav fsck --repair removes it",
+                          in.stage);
+        intent_release(&in);
+        return untouched(dst, err);
+    }
+    err = finish_swap(dst, &in);
+    rebind_swapped(p, &before, dst->info->path);
+    fill_from_stat(dst);
+    return err;
 }
 
 /* ---------------------------------------------------------------- delete */
 
-static dav_error *remove_tree(apr_pool_t *p, const char *path, const char *uri,
-                              int is_dir, dav_response **response, int *failed)
+/* Removes the sidecar folder of collection PATH, with anything left in
+ * it (a staging folder of an operation that no longer matters once the
+ * collection goes, or a legacy .trash-* folder). */
+static dav_error *remove_sidecar_dir(apr_pool_t *p, const char *path)
 {
-    apr_array_header_t *entries;
-    dav_error *err;
-    int i, child_failed = 0;
+    const char *sc = mirrordav_join(p, path, SIDECAR_DIR);
+    int rc = intent_remove_all(sc);
 
-    if (!is_dir) {
-        if (unlink(path) != 0 && errno != ENOENT)
+    if (rc)
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(-rc),
+                                     "Could not delete the collection's "
+                                     "metadata folder");
+    return NULL;
+}
+
+/*
+ * Removes the entry PATH (a file, or an emptied collection) with its
+ * sidecar, never one without the other.  The sidecar is first renamed to
+ * a temporary name in its folder (made durable), then the data goes, then
+ * the hidden sidecar; if the data cannot go, the sidecar is renamed back
+ * and the member reported.  A crash after the first rename leaves the
+ * data without its properties (fsck rehashes it) and a temporary file
+ * (fsck removes it): never properties waiting for the next entry of that
+ * name.  Not under the sidecar lock: a PROPPATCH racing a DELETE of the
+ * same entry may leave an orphan, which fsck removes.
+ */
+static dav_error *remove_entry(apr_pool_t *p, const mirrordav_conf *conf,
+                               const char *path, int is_dir)
+{
+    const char *dir = mirrordav_dirname(p, path);
+    const char *hidden = mirrordav_temp_name(p, dir, ".tmp-");
+    char db[PATH_MAX];
+    int e;
+
+    if (!hidden ||
+        sidecar_path(dir, mirrordav_basename(path), db, sizeof(db)) != 0)
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Could not name the metadata to delete.");
+    if (rename(db, hidden) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
             return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                         "Could not delete the file");
-        /* Data first: a crash in between leaves an orphan sidecar, which
-         * no client sees and fsck removes. */
-        sidecar_remove(mirrordav_dirname(p, path), mirrordav_basename(path));
-        return NULL;
+                                         "Could not delete the metadata; "
+                                         "the entry was kept");
+        hidden = NULL;
     }
-    if ((err = mirrordav_read_dir(p, path, 0, &entries)) != NULL)
-        return err;
-    for (i = 0; i < entries->nelts; i++) {
-        const mirrordav_dirent *de =
-            &APR_ARRAY_IDX(entries, i, mirrordav_dirent);
-        const char *u = apr_pstrcat(p, uri, "/", de->name, NULL);
-
-        err = remove_tree(p, mirrordav_join(p, path, de->name), u,
-                          de->finfo.filetype == APR_DIR, response,
-                          &child_failed);
+    else if (mirrordav_fsync_enabled(conf)) {
+        dav_error *err = mirrordav_fsync_dir(p, mirrordav_dirname(p, hidden));
         if (err) {
-            add_response(p, response, u, err);
-            child_failed = 1;
+            rename(hidden, db);
+            return err;
         }
     }
+    if ((is_dir ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT) {
+        e = errno;
+        if (hidden &&
+            renameat2(AT_FDCWD, hidden, AT_FDCWD, db, RENAME_NOREPLACE) != 0)
+            unlink(hidden); /* a newer sidecar came meanwhile: it stays */
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
+                                     is_dir ? "Could not delete the "
+                                              "collection"
+                                            : "Could not delete the file");
+    }
+    if (hidden)
+        unlink(hidden); /* if not, a stale temp that fsck removes */
+    return NULL;
+}
+
+/* P is this level's scratch pool; what RESPONSE keeps goes into RP.  URI
+ * NULL: nothing is reported by name (a staged or replaced tree). */
+static dav_error *remove_tree(apr_pool_t *p, apr_pool_t *rp,
+                              const mirrordav_conf *conf, const char *path,
+                              const char *uri, int is_dir,
+                              dav_response **response, int *failed)
+{
+    const char *name;
+    struct stat st;
+    apr_pool_t *iter;
+    dav_error *err = NULL;
+    int more, child_failed = 0;
+    DIR *d;
+
+    if (!is_dir)
+        return remove_entry(p, conf, path, 0);
+    if (!(d = opendir(path)))
+        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                     "Could not read the collection");
+    /* Unlinking entries already returned does not disturb readdir. */
+    apr_pool_create(&iter, p);
+    while ((more = next_entry(d, &name, &st)) > 0) {
+        const char *u = uri ? apr_pstrcat(iter, uri, "/", name, NULL) : NULL;
+
+        err = remove_tree(iter, rp, conf, mirrordav_join(iter, path, name), u,
+                          S_ISDIR(st.st_mode), response, &child_failed);
+        if (err) {
+            if (u)
+                add_response(rp, response, u, err);
+            child_failed = 1;
+            err = NULL;
+        }
+        apr_pool_clear(iter);
+    }
+    if (more < 0)
+        err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
+                                    "Could not read the collection");
+    closedir(d);
+    apr_pool_destroy(iter);
+    if (err)
+        return err;
     if (child_failed) {
         /* RFC 4918 9.6.1: the ancestors of a member that could not be
          * deleted stay, and are not reported themselves. */
         *failed = 1;
         return NULL;
     }
-    {
-        /* The folder's own sidecar folder goes with it. */
-        const char *sc = mirrordav_join(p, path, SIDECAR_DIR);
-        apr_dir_t *d;
-        apr_finfo_t fi;
-        if (apr_dir_open(&d, sc, p) == APR_SUCCESS) {
-            while (apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
-                if (strcmp(fi.name, ".") && strcmp(fi.name, ".."))
-                    unlink(mirrordav_join(p, sc, fi.name));
-            }
-            apr_dir_close(d);
-            rmdir(sc);
-        }
-    }
-    if (rmdir(path) != 0)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not delete the collection");
-    sidecar_remove(mirrordav_dirname(p, path), mirrordav_basename(path));
-    return NULL;
+    if ((err = remove_sidecar_dir(p, path)) != NULL)
+        return err;
+    return remove_entry(p, conf, path, 1);
 }
 
 /*
  * Overwrite: T makes mod_dav delete the destination before it copies or
- * moves onto it, which would lose the old data if the copy then failed.
- * Instead the old destination is renamed aside into its directory's
- * sidecar folder, restored if the operation fails, and discarded once it
- * has succeeded.
+ * moves onto it, which would lose the old data if the copy then failed or
+ * the server died.  Nothing is deleted here: the destination is only
+ * marked, and the COPY or MOVE exchanges the new tree with it (swap_in).
  */
 static int is_overwrite_delete(const dav_resource *resource)
 {
@@ -505,85 +745,6 @@ static int is_overwrite_delete(const dav_resource *resource)
     /* mod_dav resolves the Destination through a subrequest. */
     return r && r->main &&
            (r->method_number == M_COPY || r->method_number == M_MOVE);
-}
-
-static dav_error *set_aside(dav_resource *resource)
-{
-    dav_resource_private *info = resource->info;
-    apr_pool_t *p = resource->pool;
-    const char *dir = mirrordav_dirname(p, info->path);
-    int i;
-
-    if (sidecar_ensure_dir(dir) != 0)
-        return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                     "Could not prepare the sidecar folder");
-    for (i = 0; i < 8; i++) {
-        const char *trash = mirrordav_temp_name(p, dir, ".trash-");
-
-        if (!trash) {
-            errno = EIO;
-            break;
-        }
-        if (renameat2(AT_FDCWD, info->path, AT_FDCWD, trash,
-                      RENAME_NOREPLACE) == 0) {
-            info->trash = trash;
-            fill_from_stat(resource);
-            return NULL;
-        }
-        if (errno != EEXIST)
-            break;
-    }
-    return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
-                                 "Could not replace the destination");
-}
-
-/* After the COPY or MOVE: drop the old destination, or put it back. */
-static dav_error *settle_trash(dav_resource *dst, dav_error *err)
-{
-    dav_resource_private *info = dst->info;
-    apr_pool_t *p = dst->pool;
-    dav_response *ignored = NULL;
-    int failed = 0;
-
-    if (!info->trash)
-        return err;
-    if (!err) {
-        struct stat st;
-        int is_dir = lstat(info->trash, &st) == 0 && S_ISDIR(st.st_mode);
-
-        if (remove_tree(p, info->trash, "", is_dir, &ignored, &failed) !=
-                NULL ||
-            failed || ignored)
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, info->r,
-                          "the overwritten %s could not be removed entirely "
-                          "from %s; mirrordav fsck reports it",
-                          info->path, info->trash);
-        info->trash = NULL;
-        return NULL;
-    }
-    /* Whatever the failed operation left goes, the old data comes back. */
-    {
-        struct stat st;
-        if (lstat(info->path, &st) == 0)
-            remove_tree(p, info->path, "", S_ISDIR(st.st_mode), &ignored,
-                        &failed);
-    }
-    if (rename(info->trash, info->path) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), info->r,
-                      "could not restore %s from %s", info->path, info->trash);
-        return err;
-    }
-    info->trash = NULL;
-    fill_from_stat(dst);
-    return mirrordav_error(p,
-                           err->status == HTTP_MULTI_STATUS
-                               ? HTTP_INTERNAL_SERVER_ERROR
-                               : err->status,
-                           err->aprerr,
-                           apr_pstrcat(p, err->desc ? err->desc : "Failed",
-                                       " The destination was left as it "
-                                       "was.",
-                                       NULL));
 }
 
 static dav_error *remove_resource(dav_resource *resource,
@@ -598,10 +759,12 @@ static dav_error *remove_resource(dav_resource *resource,
     if (!*info->relpath)
         return mirrordav_error(p, HTTP_FORBIDDEN, 0,
                                "The root of the share cannot be deleted.");
-    if (is_overwrite_delete(resource))
-        return set_aside(resource);
-    err = remove_tree(p, info->path, resource->uri, resource->collection,
-                      response, &failed);
+    if (is_overwrite_delete(resource)) {
+        info->replace = 1;
+        return NULL;
+    }
+    err = remove_tree(p, p, info->conf, info->path, resource->uri,
+                      resource->collection, response, &failed);
     if (!err && mirrordav_fsync_enabled(info->conf))
         err = mirrordav_fsync_dir(p, mirrordav_dirname(p, info->path));
     fill_from_stat(resource);
@@ -613,48 +776,60 @@ static dav_error *remove_resource(dav_resource *resource,
 
 /* ---------------------------------------------------------------- move */
 
+/*
+ * MOVE: one rename moves the whole tree (the members' sidecars travel
+ * inside it).  The entry's own sidecar lives in the parent's sidecar
+ * folder, so it is staged first as a copy under the new name, the data is
+ * renamed (exchanged with the old destination under Overwrite), and only
+ * then is the staged sidecar renamed in and the source's removed.  The
+ * intent record makes the three steps one: at every crash point either
+ * the source keeps its data and sidecar, or recovery completes the move.
+ */
 static dav_error *move_resource(dav_resource *src, dav_resource *dst,
                                 dav_response **response)
 {
     apr_pool_t *p = dst->pool;
+    const mirrordav_conf *conf = dst->info->conf;
     const char *spath = src->info->path, *dpath = dst->info->path;
+    const char *name = mirrordav_basename(dpath);
+    struct stat before;
     dav_error *err = NULL;
-    struct stat before, after;
+    intent in;
+    int rc;
 
     *response = NULL;
-    if (!*src->info->relpath)
+    if (!*src->info->relpath || !*dst->info->relpath)
         return mirrordav_error(p, HTTP_FORBIDDEN, 0,
                                "The root of the share cannot be moved.");
-    /* One rename moves the whole tree atomically; the sidecars of the
-     * members travel inside it, and only the entry's own sidecar follows
-     * in a second step (a crash in between is repaired by fsck). */
-    if (lstat(spath, &before) != 0)         /* rename(2) moves the ctime */
+    if ((err = check_destination_parent(dst)) != NULL)
+        return err;
+    rc = intent_begin(&in, conf->state, 1, spath, dpath,
+                      mirrordav_fsync_enabled(conf));
+    if (rc)
+        return intent_error(p, rc, "Could not prepare the move");
+    rc = sidecar_copy(mirrordav_dirname(p, spath), mirrordav_basename(spath),
+                      in.stage, name);
+    if (rc)
+        err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(-rc),
+                                    "Could not carry the metadata");
+    if (!err && (rc = prepare_swap(&in, spath, name)) != 0)
+        err = intent_error(p, rc, "Could not record the move");
+    if (!err && lstat(spath, &before) != 0)
         memset(&before, 0, sizeof(before)); /* matches no record */
-    if (rename(spath, dpath) != 0) {
-        int e = errno;
-        if (e == ENOENT || e == ENOTDIR)
-            err = no_destination_parent(p);
-        else
-            err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(e),
-                                        "Could not move the resource");
-        return settle_trash(dst, err);
+    if (!err)
+        err = swap_in(dst, &in, spath);
+    if (err) {
+        if ((rc = intent_abort(&in)) != 0)
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(-rc),
+                          dst->info->r,
+                          "the staging folder %s could not be removed; "
+                          "mirrordav fsck --repair removes it",
+                          in.stage);
+        intent_release(&in);
+        return err;
     }
-    settle_trash(dst, NULL);
-    if (carry_sidecar(sidecar_move, p, spath, dpath) != 0)
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, src->info->r,
-                      "metadata of %s did not follow its move to %s; "
-                      "mirrordav fsck will repair it",
-                      spath, dpath);
-    else if (lstat(dpath, &after) == 0)
-        sidecar_rebind(mirrordav_dirname(p, dpath), mirrordav_basename(dpath),
-                       &before, &after);
-    if (mirrordav_fsync_enabled(dst->info->conf)) {
-        const char *sdir = mirrordav_dirname(p, spath);
-        const char *ddir = mirrordav_dirname(p, dpath);
-        err = mirrordav_fsync_dir(p, ddir);
-        if (!err && strcmp(sdir, ddir) != 0)
-            err = mirrordav_fsync_dir(p, sdir);
-    }
+    err = finish_swap(dst, &in);
+    rebind_swapped(p, &before, dpath);
     fill_from_stat(src);
     fill_from_stat(dst);
     return err;

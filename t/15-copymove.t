@@ -58,16 +58,19 @@ sub tree {
     return \%t;
 }
 
-# hrefs in a Multi-Status body, with their status lines.
+# hrefs in a Multi-Status body, with their status lines (and, in list
+# context, their descriptions).
 sub ms_responses {
     my ($body) = @_;
-    my %h;
+    my (%h, %d);
     for my $resp ($body =~ m{<D:response\b[^>]*>(.*?)</D:response>}gs) {
         my ($href) = $resp =~ m{<D:href>(.*?)</D:href>}s or next;
         my ($st) = $resp =~ m{<D:status>(.*?)</D:status>}s;
+        my ($desc) = $resp =~ m{<D:responsedescription>(.*?)</D:responsedescription>}s;
         $h{$href} = $st // '';
+        $d{$href} = $desc // '';
     }
-    return \%h;
+    return wantarray ? (\%h, \%d) : \%h;
 }
 
 # ------------------------------------------------------------ a tree
@@ -254,11 +257,13 @@ note("made del/a/locked undeletable with $how");
 
 $r = $srv->delete('/dav/del');
 is($r->{status}, 207, 'DELETE with undeletable members -> 207 Multi-Status') or diag($r->{content});
-my $ms = ms_responses($r->{content});
+my ($ms, $descs) = ms_responses($r->{content});
 is_deeply([sort keys %$ms], ['/dav/del/a/locked/in1.txt', '/dav/del/a/locked/in2.txt'],
           'the Multi-Status names exactly the members that could not be removed')
     or diag($r->{content});
-like($_, qr{HTTP/1\.1 [45]\d\d}, 'with an error status') for values %$ms;
+like($_, qr{HTTP/1\.1 403 }, 'with status 403') for values %$ms;
+like($_, qr{^Could not delete the file: (Operation not permitted|Permission denied)$},
+     '... and a description of the cause') for values %$descs;
 ok(-f "$live/del/a/locked/in1.txt" && -f "$live/del/a/locked/in2.txt", 'the failing members are still there');
 is_deeply([sort keys %{ tree("$live/del") }], ['a', 'a/locked', 'a/locked/in1.txt', 'a/locked/in2.txt'],
           'everything else was removed');
@@ -267,9 +272,12 @@ unlock_dir("$live/del/a/locked");
 
 # COPY with Overwrite onto a destination one member of which cannot be
 # deleted.  mod_dav deletes the destination before copying; the provider
-# sets the old destination aside instead, so the copy completes, and the
-# member that could not be removed is left in the sidecar folder (fsck
-# reports it) rather than mixing old and new data.
+# instead exchanges the staged copy with it, so the copy completes, and the
+# member that could not be removed stays in the staging folder (its intent
+# record in state/ says it is disposable; fsck reports it, --repair
+# removes it once it can) rather than mixing old and new data.
+my $admin  = "$ENV{MIRRORDAV_BUILD}/mirrordav";
+my $volume = $srv->volume;
 for my $c ('csrc', 'csrc/x', 'cdst', 'cdst/x') { $srv->mkcol("/dav/$c") }
 $srv->put("/dav/$_", "new $_\n") for 'csrc/1.txt', 'csrc/x/2.txt', 'csrc/x/3.txt';
 $srv->put("/dav/$_", "old $_\n") for 'cdst/1.txt', 'cdst/x/2.txt';
@@ -279,16 +287,23 @@ is($r->{status}, 204, "COPY over a destination with an undeletable member ($how)
 is(slurp("$live/cdst/1.txt"), "new csrc/1.txt\n", 'the destination is the copy');
 is(slurp("$live/cdst/x/2.txt"), "new csrc/x/2.txt\n", '... in every member');
 is(slurp("$live/cdst/x/3.txt"), "new csrc/x/3.txt\n", '... new members included');
-my @trash = glob("$live/.mirrordav/.trash-*");
-is(scalar @trash, 1, 'the undeletable old member was set aside in the sidecar folder');
-is(slurp("$trash[0]/x/2.txt") // '', "old cdst/x/2.txt\n", '... intact');
+my @stage = glob("$live/.mirrordav/.stage-*");
+is(scalar @stage, 1, 'the undeletable old member was left in a staging folder');
+is(slurp("$stage[0]/cdst/x/2.txt") // '', "old cdst/x/2.txt\n", '... intact');
 $r = $srv->propfind('/dav/', 1);
-unlike($r->{content}, qr/trash/, 'and is not visible over WebDAV');
-if (@trash) {
-    push @immutable, "$trash[0]/x" if $how eq 'chattr +i';
-    unlock_dir("$trash[0]/x");
-    system('rm', '-rf', $trash[0]);   # what fsck --repair does once it is old
+unlike($r->{content}, qr/stage/, 'and is not visible over WebDAV');
+my $report = `$admin fsck --repair --volume $volume 2>&1`;
+isnt($? >> 8, 0, 'fsck --repair cannot finish it while the member is undeletable');
+like($report, qr{state/intent-\w+\tinterrupted-copy\tkept \(complete .*cdst}, '... and reports the intent') or diag($report);
+ok(-f "$stage[0]/cdst/x/2.txt", '... which it keeps');
+if (@stage) {
+    push @immutable, "$stage[0]/cdst/x" if $how eq 'chattr +i';
+    unlock_dir("$stage[0]/cdst/x");
 }
+$report = `$admin fsck --repair --volume $volume 2>&1`;
+is($? >> 8, 0, 'once it can be deleted, fsck --repair removes it') or diag($report);
+is(scalar(() = glob("$live/.mirrordav/.stage-*")), 0, '... the staging folder is gone');
+is(scalar(() = glob("$volume/state/intent-*")), 0, '... and so is its record');
 
 # COPY with Overwrite that fails: a source member the server cannot read.
 # Replacing is all or nothing: the old destination comes back whole.
@@ -304,7 +319,7 @@ like($r->{content}, qr/left as it was/, '... saying the destination is unchanged
 is(slurp("$live/rdst/1.txt"), "old rdst/1.txt\n", 'the old destination is back');
 is(slurp("$live/rdst/9.txt"), "old rdst/9.txt\n", '... whole');
 ok(!-e "$live/rdst/2.txt", '... with nothing of the failed copy');
-is(scalar(() = glob("$live/.mirrordav/.trash-*")), 0, 'and no trash left behind');
+is(scalar(() = glob("$live/.mirrordav/.stage-*")), 0, 'and no staging folder left behind');
 
 # A MOVE over an existing destination sets it aside and drops it.
 $srv->mkcol('/dav/msrc');
@@ -314,6 +329,49 @@ $srv->put('/dav/mdst/b.txt', "replaced\n");
 $r = move('/dav/msrc', '/dav/mdst', Overwrite => 'T');
 is($r->{status}, 204, 'MOVE over an existing collection -> 204');
 ok(-f "$live/mdst/a.txt" && !-e "$live/mdst/b.txt", 'the destination is the moved tree');
-is(scalar(() = glob("$live/.mirrordav/.trash-*")), 0, 'no trash left behind');
+is(scalar(() = glob("$live/.mirrordav/.stage-*")), 0, 'no staging folder left behind');
+is(scalar(() = glob("$volume/state/intent-*")), 0, 'no intent record left behind');
+
+# ------------------------------------------------------------ error reports
+# The report of a failing member is the member's own, whole: a COPY that
+# fails on one file among many siblings (copied after it, in per-member
+# pools) names that file and its cause.
+$srv->mkcol('/dav/usrc');
+$srv->put(sprintf('/dav/usrc/f%02d.txt', $_), "f$_\n" x 50) for 0 .. 39;
+chown 0, 0, "$live/usrc/f13.txt";
+chmod 0600, "$live/usrc/f13.txt";
+$r = copy('/dav/usrc', '/dav/udst', Depth => 'infinity');
+is($r->{status}, 403, 'COPY with one unreadable member among 40 -> 403') or diag($r->{content});
+like($r->{content}, qr{Could not copy /dav/udst/f13\.txt: Could not copy the file: Permission denied Nothing was copied\.},
+     '... naming that member and its cause exactly') or diag($r->{content});
+ok(!-e "$live/udst", '... and nothing was copied');
+
+# A member whose sidecar cannot be removed is not deleted without it: it is
+# reported, and keeps its data and its properties; no later file of that
+# name inherits them.
+for my $c ('sdel', 'sdel/in') { $srv->mkcol("/dav/$c") }
+$srv->put("/dav/sdel/$_", "x\n") for 'in/keep.txt', 'in/go.txt', 'top.txt';
+is(proppatch('/dav/sdel/in/keep.txt', 'color', 'stays')->{status}, 207, 'PROPPATCH a member');
+my $db = "$live/sdel/in/.mirrordav/keep.txt.db";
+ok(-f $db, 'its sidecar is there');
+SKIP: {
+    skip 'chattr +i is not available here', 9 unless system("chattr +i '$db' 2>/dev/null") == 0;
+    push @immutable, $db;
+    $r = $srv->delete('/dav/sdel');
+    is($r->{status}, 207, 'DELETE of a tree with an undeletable sidecar -> 207') or diag($r->{content});
+    my ($ms2, $d2) = ms_responses($r->{content});
+    is_deeply([keys %$ms2], ['/dav/sdel/in/keep.txt'], '... naming exactly that member');
+    like($ms2->{'/dav/sdel/in/keep.txt'} // '', qr{HTTP/1\.1 403 }, '... with status 403');
+    like($d2->{'/dav/sdel/in/keep.txt'} // '', qr{^Could not delete the metadata; the entry was kept: Operation not permitted$},
+         '... and the cause');
+    ok(-f "$live/sdel/in/keep.txt", 'the member is still there');
+    is((dead_prop('/dav/sdel/in/keep.txt', 'color'))[0], 'stays', '... with its property');
+    ok(!-e "$live/sdel/in/go.txt" && !-e "$live/sdel/top.txt", 'the rest is deleted');
+    system('chattr', '-i', $db);
+    @immutable = grep { $_ ne $db } @immutable;
+    is($srv->delete('/dav/sdel/in/keep.txt')->{status}, 204, 'once it can be, the member is deleted');
+    $srv->put('/dav/sdel/in/keep.txt', "new\n");
+    is((dead_prop('/dav/sdel/in/keep.txt', 'color'))[0], undef, 'and a new file of that name has no old property');
+}
 
 done_testing;

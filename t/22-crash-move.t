@@ -1,17 +1,24 @@
 #!/usr/bin/env perl
-# kill -9 in the middle of a depth-infinity MOVE of a 2000-file tree, at
-# several points in time.  After each crash: mirrordav fsck reports,
-# --repair resolves, and then no file is lost, none lacks its hash, and no
-# sidecar is orphaned.
+# kill -9 in the middle of a depth-infinity MOVE of a 2000-file tree with
+# dead properties and SHA-1 records, with and without Overwrite:
+#   - at every crash point of the operation (MIRRORDAV_TEST_CRASH_POINT
+#     makes the serving process kill itself at the Nth step, see
+#     sidecar/intent.h), recovered by `mirrordav fsck --repair`;
+#   - at random times, recovered by the server's own start.
+# Afterwards the tree is entirely at the source or entirely at the
+# destination (and the destination, if it was overwritten, is entirely
+# the old tree or the moved one), and no dead property or hash is lost or
+# wrong.
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use File::Find;
-use File::Temp ();
 use Time::HiRes qw(sleep);
 use MirrorDAV::Test;
+use MirrorDAV::CrashTree qw(build_tree tree_signature crash_server);
+
+MirrorDAV::CrashTree::use_fast_tmpdir();
 
 # A kill -9 of the server loses nothing that reached the page cache, so
 # fsync is not what this test is about; off, the tree is written faster.
@@ -19,99 +26,119 @@ my $s      = MirrorDAV::Test->start_server(fsync => 'Off');
 my $live   = $s->live;
 my $admin  = "$ENV{MIRRORDAV_BUILD}/mirrordav";
 my $volume = $s->volume;
+my $keep   = "$s->{base}/pristine";
 
-# 20 folders of 100 files, written over HTTP so that every file has a
-# sidecar with its hash (one curl, keep-alive); the tree's root carries a
-# dead property.
-my $src_dir = File::Temp::tempdir('crash-src-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-open my $cfg, '>', "$src_dir/curl.cfg" or die;
-$s->mkcol('/dav/a');
-for my $d (1 .. 20) {
-    $s->mkcol("/dav/a/d$d");
-    for my $f (1 .. 100) {
-        open my $fh, '>', "$src_dir/$d-$f" or die;
-        print $fh "file $d/$f\n" x $f;
-        close $fh;
-        print $cfg qq{upload-file = "$src_dir/$d-$f"\nurl = "${\$s->url("/dav/a/d$d/f$f.txt")}"\n};
+build_tree($s, '/dav/a', 'new', 20, 100);
+build_tree($s, '/dav/old', 'old', 5, 20);
+my $sig_a   = tree_signature($s, '/dav/a');
+my $sig_old = tree_signature($s, '/dav/old');
+is scalar(grep { /sha1=[0-9a-f]{40}/ } values %$sig_a), 2000, 'the 2000 files have their hash';
+is scalar(grep { /tag=new-/ } values %$sig_a), 221, 'the tree, its folders and 200 files have a property';
+is system("$admin fsck --volume $volume >/dev/null 2>&1"), 0, 'fsck finds the fresh trees clean';
+
+# The trees as they are on disk, with their own sidecars, to start each
+# round from.
+mkdir $keep or die;
+for my $t ('a', 'old') {
+    system('cp', '-a', "$live/$t", "$keep/$t") == 0 or die;
+    system('cp', '-a', "$live/.mirrordav/$t.db", "$keep/$t.db") == 0 or die;
+}
+system('rm', '-rf', "$live/old", "$live/.mirrordav/old.db");
+
+# Lays out the source a, and the old tree at b when OVERWRITE.
+# A tree that check_round found whole is moved back rather than copied.
+my $whole_at;
+sub reset_trees {
+    my ($overwrite) = @_;
+    if (($whole_at // '') eq 'b') {
+        rename "$live/b", "$live/a" or die;
+        rename "$live/.mirrordav/b.db", "$live/.mirrordav/a.db" or die;
+    }
+    elsif (($whole_at // '') ne 'a') {
+        system('rm', '-rf', "$live/a", "$live/.mirrordav/a.db");
+        system('cp', '-a', "$keep/a", "$live/a") == 0 or die;
+        system('cp', '-a', "$keep/a.db", "$live/.mirrordav/a.db") == 0 or die;
+    }
+    undef $whole_at;
+    system('rm', '-rf', "$live/b", "$live/.mirrordav/b.db");
+    return unless $overwrite;
+    system('cp', '-a', "$keep/old", "$live/b") == 0 or die;
+    system('cp', '-a', "$keep/old.db", "$live/.mirrordav/b.db") == 0 or die;
+}
+
+sub move_cmd {
+    my ($overwrite) = @_;
+    return ('curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'MOVE',
+            '-H', 'Destination: ' . $s->url('/dav/b'), '-H', 'Overwrite: ' . ($overwrite ? 'T' : 'F'),
+            $s->url('/dav/a'));
+}
+
+# After recovery: nothing left to repair, and the trees are whole.
+sub check_round {
+    my ($what, $overwrite) = @_;
+    my $report = `$admin fsck --volume $volume 2>&1`;
+    is $? >> 8, 0, "$what: fsck finds nothing left to repair" or diag $report;
+    is_deeply [glob("$live/.mirrordav/.stage-* $volume/state/intent-*")], [], "$what: no staging folder, no intent record";
+    my $a = tree_signature($s, '/dav/a');
+    my $b = tree_signature($s, '/dav/b');
+    my $old_b = $overwrite ? $sig_old : undef;
+    my $moved = !defined $a && is_deeply_quiet($b, $sig_a);
+    my $not   = is_deeply_quiet($a, $sig_a) && is_deeply_quiet($b, $old_b);
+    $whole_at = $moved ? 'b' : $not ? 'a' : undef;
+    ok $moved || $not, "$what: " . ($moved ? 'moved entirely' : $not ? 'not moved at all' : 'MIXED')
+        . ', every property and hash as it was' or diag explain { a => $a && scalar(keys %$a), b => $b && scalar(keys %$b) };
+    return $moved;
+}
+
+sub is_deeply_quiet {
+    my ($x, $y) = @_;
+    return !defined $x && !defined $y if !defined $x || !defined $y;
+    return 0 unless keys %$x == keys %$y;
+    for (keys %$x) { return 0 unless defined $y->{$_} && $y->{$_} eq $x->{$_} }
+    return 1;
+}
+
+# ------------------------------------------------------------ every crash point
+for my $overwrite (0, 1) {
+    my $label = $overwrite ? 'Overwrite' : 'new name';
+    for my $point (1 .. 20) {
+        reset_trees($overwrite);
+        local $ENV{MIRRORDAV_TEST_CRASH_POINT} = $point;
+        $s->restart;
+        my $code = `${\join ' ', map { "'$_'" } move_cmd($overwrite)}`;
+        delete $ENV{MIRRORDAV_TEST_CRASH_POINT};
+        crash_server($s);
+        if ($code =~ /^20[14]$/) {
+            note "$label: the MOVE has $point - 1 crash points";
+            cmp_ok $point, '>', 5, "$label: the MOVE went through every crash point";
+            $s->restart;
+            ok check_round("$label, no crash", $overwrite), "$label: the MOVE completed";
+            last;
+        }
+        my $repair = `$admin fsck --repair --volume $volume 2>&1`;
+        is $? >> 8, 0, "$label, crash point $point: fsck --repair resolves it" or diag $repair;
+        $s->restart;
+        check_round("$label, crash point $point", $overwrite);
     }
 }
-close $cfg;
-my $codes = `curl -s -o /dev/null -w '%{http_code}\\n' -K '$src_dir/curl.cfg'`;
-is scalar(grep { $_ eq '201' } split /\n/, $codes), 2000, '2000 PUTs answered 201';
-$s->request('PROPPATCH', '/dav/a', { 'Content-Type' => 'application/xml' },
-    '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:owner>backup</Z:owner></D:prop></D:set></D:propertyupdate>');
-is count_files("$live/a"), 2000, '2000 files written';
-is system("$admin fsck --volume $volume >/dev/null 2>&1"), 0, 'fsck finds the fresh tree clean';
 
-my ($src, $dst) = ('a', 'b');
+# ------------------------------------------------------------ random times
 my @delays = (0, 0.002, 0.005, 0.01, 0.02, 0.05);
 for my $i (0 .. $#delays) {
+    my $overwrite = $i % 2;
+    reset_trees($overwrite);
     my $pid = fork // die;
     if (!$pid) {
         open STDOUT, '>', '/dev/null';
         open STDERR, '>', '/dev/null';
-        exec 'curl', '-s', '-X', 'MOVE', '-H', 'Destination: ' . $s->url("/dav/$dst"), $s->url("/dav/$src");
+        exec move_cmd($overwrite);
         exit 127;
     }
     sleep $delays[$i];
-    $s->crash;
+    crash_server($s);
     waitpid $pid, 0;
-    $s->restart;
-
-    my $report = `$admin fsck --volume $volume 2>&1`;
-    my $code   = $? >> 8;
-    ok $code == 0 || $code == 1, "crash $i (after ${\($delays[$i] * 1000)} ms): fsck runs and reports (exit $code)";
-    note $report;
-    my $repair = `$admin fsck --repair --volume $volume 2>&1`;
-    is $? >> 8, 0, "crash $i: fsck --repair resolves everything" or diag $repair;
-    my $again = `$admin fsck --volume $volume 2>&1`;
-    is $? >> 8, 0, "crash $i: no orphan, no missing hash afterwards" or diag $again;
-
-    my $in_src = -d "$live/$src" ? count_files("$live/$src") : 0;
-    my $in_dst = -d "$live/$dst" ? count_files("$live/$dst") : 0;
-    ok(($in_src == 2000 && $in_dst == 0) || ($in_src == 0 && $in_dst == 2000),
-        "crash $i: all 2000 files in one place ($src: $in_src, $dst: $in_dst)");
-    ($src, $dst) = ($dst, $src) if $in_dst == 2000;
-
-    my $r = $s->propfind("/dav/$src", 0);
-    is $r->{status}, 207, "crash $i: the tree is served";
-    my $bad = 0;
-    find(sub {
-        return unless -f $_ && $File::Find::dir !~ m{/\.mirrordav$};
-        my $want = do { my ($d, $f) = $File::Find::name =~ m{/d(\d+)/f(\d+)\.txt$}; "file $d/$f\n" x $f };
-        open my $fh, '<', $_ or return $bad++;
-        local $/;
-        $bad++ unless <$fh> eq $want;
-    }, "$live/$src");
-    is $bad, 0, "crash $i: every file has its content";
-}
-
-# The state a crash between the tree's rename and its own sidecar's move
-# leaves (the kills above may or may not land there): laid out by hand, as
-# the server's user.
-{
-    my ($uid, $gid) = (getpwnam('www-data'))[2, 3];
-    my $other = $src eq 'a' ? 'b' : 'a';
-    rename "$live/$src", "$live/$other" or die "rename: $!";
-    unlink "$live/$other/d7/.mirrordav/f7.txt.db" or die "unlink: $!";
-    my $report = `$admin fsck --volume $volume 2>&1`;
-    is $? >> 8, 1, 'fsck exits 1 on the half-moved tree';
-    like $report, qr{\.mirrordav/\Q$src\E\.db\torphan}, 'it reports the sidecar left behind as an orphan';
-    like $report, qr{/d7/f7\.txt\tmissing-hash}, 'and the file that lost its sidecar';
-    my $repair = `$admin fsck --repair --volume $volume 2>&1`;
-    is $? >> 8, 0, '--repair resolves both' or diag $repair;
-    is system("$admin fsck --volume $volume >/dev/null 2>&1"), 0, 'the volume is clean';
-    is count_files("$live/$other"), 2000, 'no file lost';
-    my $r = $s->propfind("/dav/$other/d7/f7.txt", 0, q{<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:M="http://mirrordav.org/ns"><D:prop><M:sha1/></D:prop></D:propfind>});
-    my ($sha) = `sha1sum '$live/$other/d7/f7.txt'` =~ /^([0-9a-f]{40})/;
-    like $r->{content}, qr{<lp\d+:sha1>$sha</lp\d+:sha1>}, 'the repaired file has its hash again';
-}
-
-sub count_files {
-    my ($dir) = @_;
-    my $n = 0;
-    find(sub { $n++ if -f $_ && $File::Find::dir !~ m{/\.mirrordav$} }, $dir);
-    return $n;
+    $s->restart;   # recovery at start, before any request
+    check_round("kill after ${\($delays[$i] * 1000)} ms" . ($overwrite ? ', Overwrite' : ''), $overwrite);
 }
 
 done_testing;
