@@ -59,11 +59,18 @@ sub reset_trees {
         system('cp', '-a', "$keep/a", "$live/a") == 0 or die;
         system('cp', '-a', "$keep/a.db", "$live/.mirrordav/a.db") == 0 or die;
     }
+    my $copied = !defined $whole_at;
     undef $whole_at;
     system('rm', '-rf', "$live/b", "$live/.mirrordav/b.db");
-    return unless $overwrite;
-    system('cp', '-a', "$keep/old", "$live/b") == 0 or die;
-    system('cp', '-a', "$keep/old.db", "$live/.mirrordav/b.db") == 0 or die;
+    if ($overwrite) {
+        system('cp', '-a', "$keep/old", "$live/b") == 0 or die;
+        system('cp', '-a', "$keep/old.db", "$live/.mirrordav/b.db") == 0 or die;
+        $copied = 1;
+    }
+    # A copy is a new inode: its records, bound to the originals' identity,
+    # read unknown until fsck binds them to the copies (same bytes, same
+    # SHA-1), as it would after restoring a backup by hand.
+    system("$admin fsck --repair --volume $volume >/dev/null 2>&1") if $copied;
 }
 
 sub move_cmd {

@@ -59,17 +59,22 @@ system('rm', '-rf', "$live/old", "$live/.mirrordav/old.db");
 my %whole;   # name => tree found whole there by the last check
 sub lay {
     my ($tree, $name) = @_;
-    return if ($whole{$name} // '') eq $tree;
+    return 0 if ($whole{$name} // '') eq $tree;
     system('rm', '-rf', "$live/$name", "$live/.mirrordav/$name.db");
     system('cp', '-a', "$keep/$tree", "$live/$name") == 0 or die;
     system('cp', '-a', "$keep/$tree.db", "$live/.mirrordav/$name.db") == 0 or die;
+    return 1;
 }
 sub reset_trees {
     my ($overwrite) = @_;
-    lay('a', 'a');
-    if ($overwrite) { lay('old', 'b') }
+    my $copied = lay('a', 'a');
+    if ($overwrite) { $copied += lay('old', 'b') }
     else            { system('rm', '-rf', "$live/b", "$live/.mirrordav/b.db") }
     %whole = ();
+    # A copy is a new inode: its records, bound to the originals' identity,
+    # read unknown until fsck binds them to the copies (same bytes, same
+    # SHA-1), as it would after restoring a backup by hand.
+    system("$admin fsck --repair --volume $volume >/dev/null 2>&1") if $copied;
 }
 
 sub op_cmd {
