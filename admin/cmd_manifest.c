@@ -21,10 +21,12 @@
 
 #include "admin/commands.h"
 #include "manifest/manifest.h"
+#include "sidecar/publish.h"
 
 typedef struct {
     manifest_writer *wr;
     const char *out_base; /* the output's name when it is inside the tree */
+    const char *tmp_base; /* its temp file's name, if it has one */
     uint64_t files, bytes;
 } gen_ctx;
 
@@ -36,7 +38,8 @@ static int gen_skip(void *vctx, const char *name, const struct stat *st)
 
     if (!S_ISREG(st->st_mode))
         return 0;
-    if (g->out_base && !strncmp(base, g->out_base, strlen(g->out_base)))
+    if ((g->out_base && !strcmp(base, g->out_base)) ||
+        (g->tmp_base && !strcmp(base, g->tmp_base)))
         return 1; /* the output itself, and its temp file */
     return manifest_is_manifest_file(base);
 }
@@ -134,9 +137,10 @@ static int generate(const char *dir, int fd, gen_ctx *g)
 static int cmd_generate(int argc, char **argv)
 {
     const char *dir = NULL, *out = NULL;
-    char tmp[PATH_MAX], outdir[PATH_MAX];
+    publish_file pf = PUBLISH_FILE_INIT;
+    char outdir[PATH_MAX];
     gen_ctx g;
-    int i, fd, rv;
+    int i, rv;
 
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-o") && i + 1 < argc)
@@ -164,49 +168,38 @@ static int cmd_generate(int argc, char **argv)
         return 0;
     }
 
-    /* A reader of FILE sees the old manifest or the whole new one: write a
-     * temp file beside it, fsync, rename over, fsync the directory (a
-     * crash before the rename leaves only the temp file; after it, the
-     * directory fsync makes the new name durable). */
+    /* A reader of FILE sees the old manifest or the whole new one: a new
+     * file beside it (sidecar/publish.h), fsynced, put in place by one
+     * link or rename, the directory fsynced.  A crash before that leaves
+     * at most a temp name, never a partial FILE. */
     {
         const char *slash = strrchr(out, '/');
-        const char *base = slash ? slash + 1 : out;
 
-        snprintf(outdir, sizeof(outdir), "%.*s",
-                 slash ? (int)(slash - out) : 1, slash ? out : ".");
-        if (slash == out)
-            snprintf(outdir, sizeof(outdir), "/");
-        g.out_base = base;
+        if (snprintf(outdir, sizeof(outdir), "%.*s",
+                     slash ? (int)(slash - out) : 1,
+                     slash ? (slash == out ? "/" : out) : ".") >=
+            (int)sizeof(outdir)) {
+            fprintf(stderr, "mirrordav manifest: %s: name too long\n", out);
+            return 2;
+        }
+        g.out_base = slash ? slash + 1 : out;
     }
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", out,
-                         (long)getpid()) >= sizeof(tmp)) {
-        fprintf(stderr, "mirrordav manifest: %s: name too long\n", out);
+    if ((rv = publish_open(&pf, outdir, outdir, ".manifest-tmp-", O_WRONLY,
+                           0644)) != 0) {
+        fprintf(stderr, "mirrordav manifest: %s: %s\n", outdir, strerror(-rv));
         return 2;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "mirrordav manifest: %s: %s\n", tmp, strerror(errno));
-        return 2;
-    }
-    rv = generate(dir, fd, &g);
-    if (rv == 0 && fsync(fd) != 0)
-        rv = -errno;
-    if (close(fd) != 0 && rv == 0)
-        rv = -errno;
-    if (rv == 0 && rename(tmp, out) != 0)
-        rv = -errno;
+    g.tmp_base = pf.tmp ? strrchr(pf.tmp, '/') + 1 : NULL;
+    rv = generate(dir, pf.fd, &g);
+    if (rv == 0)
+        rv = publish_sync_fd(pf.fd);
+    if (rv == 0)
+        rv = publish_commit(&pf, out, PUBLISH_REPLACE);
+    if (rv == 0)
+        rv = publish_sync_dir(outdir);
+    publish_discard(&pf);
     if (rv != 0) {
-        unlink(tmp);
         fprintf(stderr, "mirrordav manifest: %s: %s\n", out, strerror(-rv));
-        return 2;
-    }
-    if ((fd = open(outdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-        rv = fsync(fd);
-        close(fd);
-    }
-    if (fd < 0 || rv != 0) {
-        fprintf(stderr, "mirrordav manifest: %s: could not sync: %s\n", outdir,
-                strerror(errno));
         return 2;
     }
     fprintf(stderr,

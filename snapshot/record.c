@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sidecar/publish.h"
 #include "snapshot/record.h"
 
 static int rec_path(const char *volume, const char *name, const char *leaf,
@@ -54,22 +55,11 @@ int snaprec_get(const char *volume, const char *name, const char *key,
     return rv;
 }
 
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rv = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) != 0)
-        rv = -errno;
-    close(fd);
-    return rv;
-}
-
 int snaprec_set(const char *volume, const char *name, const char *const *keys,
                 const char *const *values, size_t n)
 {
-    char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX], lockp[PATH_MAX];
+    char dir[PATH_MAX], path[PATH_MAX], lockp[PATH_MAX];
+    publish_file pf = PUBLISH_FILE_INIT;
     char *line = NULL;
     size_t cap = 0, i;
     FILE *in, *out = NULL;
@@ -83,14 +73,13 @@ int snaprec_set(const char *volume, const char *name, const char *const *keys,
         (rv = rec_path(volume, name, ".lock", lockp, sizeof(lockp))) != 0)
         return rv;
     if (snprintf(dir, sizeof(dir), "%s/" SNAPREC_DIR, volume) >=
-            (int)sizeof(dir) ||
-        snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        (int)sizeof(dir))
         return -ENAMETOOLONG;
     if (mkdir(dir, 0755) == 0) {
         /* the new folder's name must be durable before files in it are */
         char parent[PATH_MAX];
         snprintf(parent, sizeof(parent), "%s/state", volume);
-        if ((rv = sync_dir(parent)) != 0)
+        if ((rv = publish_sync_dir(parent)) != 0)
             return rv;
     }
     else if (errno != EEXIST)
@@ -103,7 +92,13 @@ int snaprec_set(const char *volume, const char *name, const char *const *keys,
         rv = -errno;
         goto out;
     }
-    if (!(out = fopen(tmp, "w"))) {
+    /* The new record: a new file (sidecar/publish.h), fsynced, put in
+     * place by one rename, the folder fsynced.  A crash before the rename
+     * leaves the old record (and at most a temp name); after the folder's
+     * fsync the new one is what survives. */
+    if ((rv = publish_open(&pf, dir, dir, ".rec-tmp-", O_WRONLY, 0644)) != 0)
+        goto out;
+    if (!(out = fdopen(dup(pf.fd), "w"))) {
         rv = -errno;
         goto out;
     }
@@ -124,29 +119,19 @@ int snaprec_set(const char *volume, const char *name, const char *const *keys,
     }
     for (i = 0; i < n; i++)
         fprintf(out, "%s=%s\n", keys[i], values[i]);
-    /* Data, then name: a crash before the rename leaves the old record
-     * and a temp file the next writer truncates; after the directory
-     * fsync the new record is the one that survives. */
-    if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
-        rv = -errno;
-        goto out;
-    }
     if (fclose(out) != 0) {
         out = NULL;
         rv = -errno;
         goto out;
     }
     out = NULL;
-    if (rename(tmp, path) != 0) {
-        rv = -errno;
-        goto out;
-    }
-    rv = sync_dir(dir);
+    if ((rv = publish_sync_fd(pf.fd)) == 0 &&
+        (rv = publish_commit(&pf, path, PUBLISH_REPLACE)) == 0)
+        rv = publish_sync_dir(dir);
 out:
-    if (out) {
+    if (out)
         fclose(out);
-        unlink(tmp);
-    }
+    publish_discard(&pf);
     free(line);
     if (lock >= 0)
         close(lock);
