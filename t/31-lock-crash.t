@@ -391,9 +391,7 @@ for my $round (1 .. $KILLS) {
         }
     }
 
-    my $tr = time;
     restart_after_crash();
-        my $tk = time;
     my $log0 = length $srv->error_log;
 
     # The database opens cleanly and holds well-formed records only.
