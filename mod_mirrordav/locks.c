@@ -85,7 +85,7 @@
 #define LOCKFILE_NAME    "locks.lock"
 #define LOCKTOKEN_PREFIX "opaquelocktoken:"
 #define MEMBUILD_MAX     (8 << 20) /* larger databases are built on disk */
-#define CACHE_MAX        4096 /* cached ancestor records per handle */
+#define CACHE_MAX        4096      /* cached ancestor records per handle */
 #define CREATED_FILTER   "MIRRORDAV_LOCK_CREATED"
 #define RECORD_VERSION   1
 
@@ -445,9 +445,8 @@ static dav_error *make_state_dir(lockstore *ls)
                                      "Could not create the volume's state "
                                      "directory");
     }
-    return ls->fsync ? mirrordav_fsync_dir(ls->pool,
-                                           mirrordav_dirname(ls->pool,
-                                                             ls->state))
+    return ls->fsync ? mirrordav_fsync_dir(
+                           ls->pool, mirrordav_dirname(ls->pool, ls->state))
                      : NULL;
 }
 
@@ -462,9 +461,9 @@ static dav_error *store_lock(lockstore *ls, int how)
         ls->fd = open(ls->lockpath, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (ls->fd >= 0 || (e = errno) != ENOENT)
             break;
-        ls->fd = open(ls->lockpath,
-                      O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                      0640);
+        ls->fd =
+            open(ls->lockpath,
+                 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
         if (ls->fd >= 0) {
             /* The lock file holds no data, but it is a state file like the
              * others: its name is synced into state/ when created. */
@@ -531,8 +530,8 @@ static dav_error *read_begin(lockstore *ls, request_rec *r)
         st.st_dev == ls->rdev)
         return NULL;
     drop_reader(ls);
-    ls->rdb = gdbm_open(ls->dbpath, 0, GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC,
-                        0, NULL);
+    ls->rdb = gdbm_open(ls->dbpath, 0,
+                        GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC, 0, NULL);
     if (!ls->rdb) {
         e = gdbm_errno;
         sys = errno;
@@ -602,8 +601,7 @@ static dav_error *read_fetch(lockstore *ls, request_rec *r, apr_pool_t *p,
         if (rc != 0) {
             *list = NULL;
             return unusable(
-                ls, r,
-                apr_psprintf(p, "the record of %s is malformed", key));
+                ls, r, apr_psprintf(p, "the record of %s is malformed", key));
         }
     }
     if (cache)
@@ -635,11 +633,10 @@ typedef struct {
 
 static dav_error *write_failed(GDBM_FILE wdb, apr_pool_t *p)
 {
-    return mirrordav_error(
-        p, HTTP_INTERNAL_SERVER_ERROR, 0,
-        apr_psprintf(p, "Lock database failure: %s",
-                     gdbm_message(p, gdbm_last_errno(wdb),
-                                  gdbm_last_syserr(wdb))));
+    return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                           apr_psprintf(p, "Lock database failure: %s",
+                                        gdbm_message(p, gdbm_last_errno(wdb),
+                                                     gdbm_last_syserr(wdb))));
 }
 
 /* Closes and removes the new database of a write that publishes nothing. */
@@ -666,8 +663,9 @@ static dav_error *build_open(lockstore *ls, apr_off_t old_size, wtx *w)
     if (w->fd < 0) {
         /* A temp file left by a crashed writer is simply truncated: writers
          * are serialised by the flock, so no other one is using it. */
-        w->fd = open(ls->tmppath,
-                     O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+        w->fd =
+            open(ls->tmppath,
+                 O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
         if (w->fd < 0)
             return db_error(ls->pool, APR_FROM_OS_ERROR(errno),
                             "Could not create the new lock database");
@@ -733,8 +731,7 @@ static dav_error *copy_records(lockstore *ls, request_rec *r, GDBM_FILE old,
     apr_pool_destroy(sp);
     if (!err && (e = gdbm_last_errno(old)) != GDBM_ITEM_NOT_FOUND &&
         e != GDBM_NO_ERROR)
-        err = unusable(ls, r,
-                       gdbm_message(p, e, gdbm_last_syserr(old)));
+        err = unusable(ls, r, gdbm_message(p, e, gdbm_last_syserr(old)));
     return err;
 }
 
@@ -750,8 +747,8 @@ static dav_error *write_begin(lockstore *ls, request_rec *r, apr_pool_t *p,
     if ((err = store_lock(ls, LOCK_EX)) != NULL)
         return err;
     st.st_size = 0;
-    old = gdbm_open(ls->dbpath, 0, GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC,
-                    0, NULL);
+    old = gdbm_open(ls->dbpath, 0, GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC, 0,
+                    NULL);
     if (!old) {
         gdbm_error e = gdbm_errno;
         int sys = errno;
@@ -1540,8 +1537,7 @@ static dav_error *do_remove(lockstore *ls, GDBM_FILE wdb, request_rec *r,
     int dirty, i;
     dav_error *err;
 
-    if ((err =
-             write_fetch(ls, wdb, r, p, c->key, time(NULL), &list, &dirty)))
+    if ((err = write_fetch(ls, wdb, r, p, c->key, time(NULL), &list, &dirty)))
         return err;
     if (!c->token) {
         dirty |= list != NULL;
