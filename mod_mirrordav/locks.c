@@ -650,6 +650,7 @@ static void discard(lockstore *ls, wtx *w)
     w->fd = -1;
     if (w->in_place)
         unlink(ls->tmppath);
+    w->in_place = 0;
 }
 
 /* Creates the new, empty database; OLD_SIZE: the current one's size. */
@@ -845,7 +846,10 @@ static dav_error *publish(lockstore *ls, wtx *w)
     /* The data reaches the disk before a name leads to it: else a power
      * loss after the rename could leave locks.gdbm naming a file with
      * missing blocks.  A crash before the rename leaves the old database
-     * in place and a stray temp file that the next write truncates. */
+     * in place and a stray temp file that the next write truncates.
+     * (MirrorDAVFsync Off skips this and the fsync below: after a power
+     * loss the name may then lead to an empty or partial file, which
+     * readers report as unusable rather than read as "no locks".) */
     e = ls->fsync && fsync(fd) != 0 ? errno : 0;
     if (close(fd) != 0 && !e)
         e = errno;
@@ -859,6 +863,7 @@ static dav_error *publish(lockstore *ls, wtx *w)
         return db_error(ls->pool, APR_FROM_OS_ERROR(e),
                         "Could not publish the new lock database");
     }
+    w->in_place = 0; /* renamed: nothing left to remove */
     /* The reply waits for state/'s fsync: until then a power loss may bring
      * back the old database (or, for the first one, no file), which is
      * right only while no client has been told of the change.  The lock
@@ -875,8 +880,7 @@ static dav_error *write_end(lockstore *ls, wtx *w, int changed, int ok)
 
     if (ok && changed)
         err = publish(ls, w);
-    else
-        discard(ls, w);
+    discard(ls, w); /* what publish did not consume, or left on failure */
     store_unlock(ls);
     return err;
 }
