@@ -20,28 +20,34 @@
  * destination is covered by its new ancestors' locks as soon as it exists.
  *
  * Concurrency.  Requests run in several processes (and hosts, on a shared
- * file system), so nothing is kept in memory beyond one request.  GDBM's
- * own locking makes a second writer fail rather than wait, so the database
- * is opened with GDBM_NOLOCK and serialised by flock() on
- * state/locks.lock: LOCK_SH to read, LOCK_EX to write, held for one hook
- * call only.  It cannot be held from open_lockdb to close_lockdb: mod_dav
- * opens more lock databases while one is open (dav_validate_request and
- * dav_get_resource_state open their own, dav_unlock inside a MOVE), and
- * flock() on a second descriptor would wait for the first forever.  As
- * mod_dav checks for conflicting locks in one call and adds the lock in
- * another, append_locks checks again inside its write.
+ * file system), so nothing is kept in memory beyond one request.  Access
+ * is serialised by flock() on state/locks.lock (GDBM's own locking makes
+ * a second writer fail rather than wait, so it is off): LOCK_SH to read,
+ * LOCK_EX to write, held for one hook call only.  It cannot be held from
+ * open_lockdb to close_lockdb: mod_dav opens more lock databases while one
+ * is open (dav_validate_request and dav_get_resource_state open their own,
+ * dav_unlock inside a MOVE), and flock() on a second descriptor would wait
+ * for the first forever.  As mod_dav checks for conflicting locks in one
+ * call and adds the lock in another, append_locks checks again inside its
+ * write.
  *
- * The lock file starts with a header: a generation that every write
- * bumps, the number of records, and the time of the next sweep.  While the
- * generation is unchanged a handle keeps its read-only GDBM handle and the
- * ancestors' records it fetched, so a depth walk costs about one fetch per
- * member; with no records at all, reads never open the database.
+ * Crash safety.  The published locks.gdbm is never changed in place: a
+ * write builds a complete new database and renames it over the old one
+ * (why, and the order of fsyncs and renames: at the wtx type and publish).
+ * A crash at any instant leaves the old or the new database, and nothing
+ * is answered before the new one is durable.  No file means no locks; the
+ * database is removed when its last lock goes.  Nothing else (no count, no
+ * header) is trusted: readers find locks only in the records themselves.
+ * Since a published file never changes, a handle keeps its read-only
+ * GDBM handle and the ancestors' records it fetched while the name still
+ * leads to the same inode, so a depth walk costs about one fetch per
+ * member; with no database at all, reads open nothing.
  *
- * Expired locks are ignored when read, dropped whenever their record is
- * rewritten, and each write sweeps the whole database at most every
- * SWEEP_INTERVAL seconds.  A database that cannot be opened or read is
- * logged, renamed aside (locks.gdbm.corrupt-TIME-PID) and replaced by an
- * empty one, rather than failing every request.
+ * Expired locks are ignored when read and dropped by every write, which
+ * copies the database.  A database that exists but cannot be read, or a
+ * record that does not decode, is never taken for "no locks": the
+ * requests that need it fail with a 500, and the log names the file (see
+ * unusable), until an operator restores it or moves it aside.
  *
  * Lock-null resources: a LOCK of an unmapped URL creates an empty file
  * (RFC 4918 section 7.3), so no lock ever names a missing resource.  The
@@ -61,6 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,10 +81,11 @@
 #include "mirrordav.h"
 
 #define LOCKDB_NAME      "locks.gdbm"
+#define LOCKDB_TEMP      "locks.gdbm.new" /* the next one, being written */
 #define LOCKFILE_NAME    "locks.lock"
 #define LOCKTOKEN_PREFIX "opaquelocktoken:"
-#define SWEEP_INTERVAL   600  /* seconds between sweeps of expired locks */
-#define CACHE_MAX        4096 /* cached ancestor records per handle */
+#define MEMBUILD_MAX     (8 << 20) /* larger databases are built on disk */
+#define CACHE_MAX        4096      /* cached ancestor records per handle */
 #define CREATED_FILTER   "MIRRORDAV_LOCK_CREATED"
 #define RECORD_VERSION   1
 
@@ -97,24 +105,17 @@ typedef struct lockrec {
     struct lockrec *next;
 } lockrec;
 
-/* The lock file's header; every field little-endian on disk. */
-typedef struct {
-    apr_uint64_t gen;        /* 0: never written (or lock file recreated) */
-    apr_uint64_t count;      /* records in the database; valid if gen */
-    apr_uint64_t next_sweep; /* time() of the next sweep */
-} lockhdr;
-#define LOCKHDR_SIZE 24
-
 /* The lock database of one volume, as seen by one handle. */
 typedef struct {
     apr_pool_t *pool;
-    const char *dbpath, *lockpath;
+    const char *state, *dbpath, *tmppath, *lockpath;
     int fsync;
-    int fd;          /* the lock file; -1 until first use */
-    lockhdr hdr;     /* as read at the start of this call */
-    int have_reader; /* rdb and cache belong to generation rgen */
-    apr_uint64_t rgen;
-    GDBM_FILE rdb;      /* NULL: no database file */
+    int fd;          /* the lock file (for flock only); -1 until first use */
+    int have_reader; /* rdb and cache describe the file (rdev, rino), or
+                        with rdb NULL, the absence of any */
+    dev_t rdev;
+    ino_t rino;
+    GDBM_FILE rdb;
     apr_pool_t *cpool;  /* the cache's; created on first use */
     apr_hash_t *cache;  /* key -> lockrec list, or the store itself
                            for "no record" */
@@ -391,7 +392,9 @@ static lockstore *store_for(dav_lockdb *lockdb, const dav_resource *resource)
         return ls;
     ls = apr_pcalloc(db->pool, sizeof(*ls));
     ls->pool = db->pool;
+    ls->state = conf->state;
     ls->dbpath = apr_pstrcat(db->pool, conf->state, "/" LOCKDB_NAME, NULL);
+    ls->tmppath = apr_pstrcat(db->pool, conf->state, "/" LOCKDB_TEMP, NULL);
     ls->lockpath = apr_pstrcat(db->pool, conf->state, "/" LOCKFILE_NAME, NULL);
     ls->fsync = mirrordav_fsync_enabled(conf);
     ls->fd = -1;
@@ -399,70 +402,6 @@ static lockstore *store_for(dav_lockdb *lockdb, const dav_resource *resource)
                               apr_pool_cleanup_null);
     apr_hash_set(db->stores, conf->state, APR_HASH_KEY_STRING, ls);
     return ls;
-}
-
-static void read_header(lockstore *ls)
-{
-    unsigned char b[LOCKHDR_SIZE];
-    ssize_t n = pread(ls->fd, b, sizeof(b), 0);
-
-    if (n != (ssize_t)sizeof(b)) {
-        memset(&ls->hdr, 0, sizeof(ls->hdr));
-        return;
-    }
-    ls->hdr.gen = get_u64(b);
-    ls->hdr.count = get_u64(b + 8);
-    ls->hdr.next_sweep = get_u64(b + 16);
-}
-
-static apr_status_t write_header(lockstore *ls)
-{
-    unsigned char b[LOCKHDR_SIZE];
-
-    put_u64(b, ls->hdr.gen);
-    put_u64(b + 8, ls->hdr.count);
-    put_u64(b + 16, ls->hdr.next_sweep);
-    if (pwrite(ls->fd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
-        return errno ? APR_FROM_OS_ERROR(errno) : APR_EGENERAL;
-    return APR_SUCCESS;
-}
-
-/* Takes the flock (LOCK_SH or LOCK_EX) and reads the header. */
-static dav_error *store_lock(lockstore *ls, int how)
-{
-    if (ls->fd < 0) {
-        ls->fd = open(ls->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-        if (ls->fd < 0)
-            return db_error(ls->pool, APR_FROM_OS_ERROR(errno),
-                            apr_pstrcat(ls->pool,
-                                        "Could not open the lock "
-                                        "database's lock file ",
-                                        ls->lockpath, NULL));
-    }
-    while (flock(ls->fd, how) != 0) {
-        if (errno != EINTR)
-            return db_error(ls->pool, APR_FROM_OS_ERROR(errno),
-                            "Could not lock the lock database");
-    }
-    read_header(ls);
-    return NULL;
-}
-
-static void store_unlock(lockstore *ls)
-{
-    flock(ls->fd, LOCK_UN);
-}
-
-/* GDBM errors that say nothing about the file itself. */
-static int transient_error(gdbm_error e, int sys)
-{
-    if (e == GDBM_MALLOC_ERROR)
-        return 1;
-    if (gdbm_check_syserr(e))
-        return sys == EMFILE || sys == ENFILE || sys == ENOMEM ||
-               sys == EINTR || sys == EAGAIN || sys == ENOSPC ||
-               sys == EDQUOT || sys == EIO;
-    return 0;
 }
 
 static const char *gdbm_message(apr_pool_t *p, gdbm_error e, int sys)
@@ -473,105 +412,167 @@ static const char *gdbm_message(apr_pool_t *p, gdbm_error e, int sys)
 }
 
 /*
- * Renames an unusable database aside, so that locking works again from
- * an empty one; called with the flock held in either mode.  Says 1 when
- * another writer changed the database meanwhile (the caller retries).
+ * The database exists but cannot be read (or a record of it cannot be
+ * decoded).  Nothing is assumed about the locks it holds: every request
+ * that needs them is refused until an operator restores the file (or
+ * moves it aside, giving its locks up knowingly), rather than a lock
+ * being forgotten.  Requests whose lookups touch no bad part still work.
  */
-static int quarantine(lockstore *ls, request_rec *r, const char *why)
+static dav_error *unusable(lockstore *ls, request_rec *r, const char *why)
 {
-    apr_uint64_t seen = ls->hdr.gen;
-    char *aside;
-
-    drop_reader(ls);
-    if (flock(ls->fd, LOCK_EX) != 0) /* from LOCK_SH: not atomic */
-        return 1;
-    read_header(ls);
-    if (ls->hdr.gen != seen)
-        return 1;
-    aside =
-        apr_psprintf(ls->pool, "%s.corrupt-%" APR_TIME_T_FMT "-%ld",
-                     ls->dbpath, apr_time_sec(apr_time_now()), (long)getpid());
-    if (rename(ls->dbpath, aside) != 0 && errno != ENOENT) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), r,
-                      "lock database %s is unusable (%s) and could not be "
-                      "moved aside",
-                      ls->dbpath, why);
-        return 0;
-    }
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                  "lock database %s is unusable (%s): moved to %s; all "
-                  "locks it held are lost",
-                  ls->dbpath, why, aside);
-    ls->hdr.gen++;
-    ls->hdr.count = 0;
-    write_header(ls);
-    return 0;
+                  "lock database %s is unusable (%s): requests that need "
+                  "its locks are refused until it is restored or moved "
+                  "aside (which gives up every lock it holds)",
+                  ls->dbpath, why);
+    return mirrordav_error(ls->pool, HTTP_INTERNAL_SERVER_ERROR, 0,
+                           "The lock database cannot be read, so the locks "
+                           "on this resource are unknown: refused rather "
+                           "than risk ignoring one.");
 }
 
 /*
- * Starts a read: the flock in LOCK_SH, and a reader for the current
- * generation (rdb stays NULL when there is nothing to read).
+ * Creates state/ when a volume lacks it, and syncs its name into the
+ * volume directory: otherwise a crash could take state/, and every lock
+ * stored in it meanwhile, away again.
+ */
+static dav_error *make_state_dir(lockstore *ls)
+{
+    if (mkdir(ls->state, 0755) != 0) {
+        if (errno == EEXIST)
+            return NULL; /* made meanwhile; its maker syncs it */
+        return mirrordav_errno_error(ls->pool, APR_FROM_OS_ERROR(errno),
+                                     "Could not create the volume's state "
+                                     "directory");
+    }
+    return ls->fsync ? mirrordav_fsync_dir(
+                           ls->pool, mirrordav_dirname(ls->pool, ls->state))
+                     : NULL;
+}
+
+/* Takes the flock (LOCK_SH or LOCK_EX) on the lock file, creating it (and
+ * state/) on first use. */
+static dav_error *store_lock(lockstore *ls, int how)
+{
+    dav_error *err;
+    int tries, e = 0;
+
+    for (tries = 0; ls->fd < 0 && tries < 4; tries++) {
+        ls->fd = open(ls->lockpath, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (ls->fd >= 0 || (e = errno) != ENOENT)
+            break;
+        ls->fd =
+            open(ls->lockpath,
+                 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (ls->fd >= 0) {
+            /* The lock file holds no data, but it is a state file like the
+             * others: its name is synced into state/ when created. */
+            if (ls->fsync &&
+                (err = mirrordav_fsync_dir(ls->pool, ls->state)) != NULL)
+                return err;
+            break;
+        }
+        if ((e = errno) == EEXIST)
+            continue; /* created meanwhile by another process */
+        if (e != ENOENT)
+            break;
+        if ((err = make_state_dir(ls)) != NULL)
+            return err;
+    }
+    if (ls->fd < 0)
+        return db_error(ls->pool, APR_FROM_OS_ERROR(e ? e : ENOENT),
+                        apr_pstrcat(ls->pool,
+                                    "Could not open the lock "
+                                    "database's lock file ",
+                                    ls->lockpath, NULL));
+    while (flock(ls->fd, how) != 0) {
+        if (errno != EINTR)
+            return db_error(ls->pool, APR_FROM_OS_ERROR(errno),
+                            "Could not lock the lock database");
+    }
+    return NULL;
+}
+
+static void store_unlock(lockstore *ls)
+{
+    flock(ls->fd, LOCK_UN);
+}
+
+/*
+ * Starts a read: the flock in LOCK_SH, and a reader for the database file
+ * as it is now (rdb stays NULL when there is no file: nothing is locked).
+ * A published file never changes (write_end replaces it by rename), so a
+ * reader and its cache stay valid while the name still leads to the same
+ * inode; the inode cannot be reused while rdb holds it open.
  */
 static dav_error *read_begin(lockstore *ls, request_rec *r)
 {
+    struct stat st;
     dav_error *err;
-    int tries;
+    gdbm_error e;
+    int sys;
 
-    for (tries = 0; tries < 3; tries++) {
-        gdbm_error e;
-        int sys;
-
-        if ((err = store_lock(ls, LOCK_SH)) != NULL)
-            return err;
-        if (ls->have_reader && ls->rgen == ls->hdr.gen)
-            return NULL;
-        drop_reader(ls);
-        ls->have_reader = 1;
-        ls->rgen = ls->hdr.gen;
-        if (ls->hdr.gen && ls->hdr.count == 0)
-            return NULL; /* nothing locked anywhere */
-        ls->rdb = gdbm_open(ls->dbpath, 0,
-                            GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC, 0, NULL);
-        if (ls->rdb)
-            return NULL;
+    if ((err = store_lock(ls, LOCK_SH)) != NULL)
+        return err;
+    if (stat(ls->dbpath, &st) != 0) {
+        sys = errno;
+        if (sys != ENOENT) {
+            store_unlock(ls);
+            return unusable(ls, r, strerror(sys));
+        }
+        if (!ls->have_reader || ls->rdb) {
+            drop_reader(ls);
+            ls->have_reader = 1; /* "no file", cached */
+        }
+        return NULL;
+    }
+    if (ls->have_reader && ls->rdb && st.st_ino == ls->rino &&
+        st.st_dev == ls->rdev)
+        return NULL;
+    drop_reader(ls);
+    ls->rdb = gdbm_open(ls->dbpath, 0,
+                        GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC, 0, NULL);
+    if (!ls->rdb) {
         e = gdbm_errno;
         sys = errno;
-        if ((gdbm_check_syserr(e) && sys == ENOENT) ||
-            e == GDBM_EMPTY_DATABASE)
-            return NULL; /* never written */
-        ls->have_reader = 0;
-        if (transient_error(e, sys)) {
-            store_unlock(ls);
-            return db_error(ls->pool, APR_FROM_OS_ERROR(sys),
-                            "Could not open the lock database");
-        }
-        quarantine(ls, r, gdbm_message(ls->pool, e, sys));
         store_unlock(ls);
+        return unusable(ls, r, gdbm_message(ls->pool, e, sys));
     }
-    return db_error(ls->pool, 0, "The lock database stays unusable.");
+    if (fstat(gdbm_fdesc(ls->rdb), &st) != 0) {
+        sys = errno;
+        drop_reader(ls);
+        store_unlock(ls);
+        return db_error(ls->pool, APR_FROM_OS_ERROR(sys),
+                        "Could not read the lock database");
+    }
+    ls->rdev = st.st_dev;
+    ls->rino = st.st_ino;
+    ls->have_reader = 1;
+    return NULL;
 }
 
 /*
  * Fetches KEY's record within a read.  Records of ancestors are cached:
- * a walk asks for them once per member.  Returns -1 when the database
- * turned out to be unusable (it has been moved aside: start over).
+ * a walk asks for them once per member.  A record that cannot be read or
+ * decoded fails the lookup (see unusable).
  */
-static int read_fetch(lockstore *ls, request_rec *r, apr_pool_t *p,
-                      const char *key, int cache, lockrec **list)
+static dav_error *read_fetch(lockstore *ls, request_rec *r, apr_pool_t *p,
+                             const char *key, int cache, lockrec **list)
 {
     datum v;
     apr_pool_t *rp = p;
+    int rc;
 
     *list = NULL;
     if (!ls->rdb)
-        return 0;
+        return NULL;
     if (cache) {
         void *hit = ls->cache
                         ? apr_hash_get(ls->cache, key, APR_HASH_KEY_STRING)
                         : NULL;
         if (hit) {
             *list = hit == (void *)ls ? NULL : hit;
-            return 0;
+            return NULL;
         }
         if (!ls->cpool)
             apr_pool_create(&ls->cpool, ls->pool);
@@ -588,96 +589,305 @@ static int read_fetch(lockstore *ls, request_rec *r, apr_pool_t *p,
         int sys = gdbm_last_syserr(ls->rdb);
 
         if (e != GDBM_ITEM_NOT_FOUND) {
-            if (transient_error(e, sys)) {
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                              "lock database %s: %s", ls->dbpath,
-                              gdbm_message(p, e, sys));
-                drop_reader(ls);
-                return -2;
-            }
-            quarantine(ls, r, gdbm_message(p, e, sys));
-            return -1;
+            const char *why = apr_psprintf(p, "reading the record of %s: %s",
+                                           key, gdbm_message(p, e, sys));
+            drop_reader(ls); /* GDBM may want recovery: reopen next time */
+            return unusable(ls, r, why);
         }
     }
     else {
-        if (decode_record(rp, v.dptr, v.dsize, list) != 0) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          "lock database %s: ignoring the malformed record "
-                          "of %s",
-                          ls->dbpath, key);
-            *list = NULL;
-        }
+        rc = decode_record(rp, v.dptr, v.dsize, list);
         free(v.dptr);
+        if (rc != 0) {
+            *list = NULL;
+            return unusable(
+                ls, r, apr_psprintf(p, "the record of %s is malformed", key));
+        }
     }
     if (cache)
         apr_hash_set(ls->cache, apr_pstrdup(ls->cpool, key),
                      APR_HASH_KEY_STRING, *list ? (void *)*list : (void *)ls);
-    return 0;
+    return NULL;
 }
 
-/* Returned by a write step that moved an unusable database aside: the
- * transaction starts over on the new, empty one. */
-static dav_error retry_write;
+/*
+ * Crash safety of writes.  GDBM changes a database in place, and a crash
+ * (or kill -9) in the middle of a change can leave it torn.  GDBM's crash
+ * tolerance (gdbm_failure_atomic, GDBM >= 1.21; Debian has 1.23) would
+ * avoid that, but it needs a file system with reflink copies (XFS, btrfs),
+ * not ext4 nor the shared file systems (CephFS, NFS) this store is meant
+ * for, and it leaves picking the right snapshot after a crash to us.  So
+ * a write never changes the published file: under the exclusive flock it
+ * copies the database into a new one (lock databases are small, a few
+ * bytes per lock), changes that, and write_end renames it over the old
+ * one, the discipline the sidecars use.  The file on disk is thus always
+ * one complete database, whatever instant a crash hits.  The new database
+ * is built in memory (memfd, where GDBM's own fsyncs cost nothing) unless
+ * the old one is large, and then in the temp file itself.
+ */
+typedef struct {
+    GDBM_FILE db; /* the new database */
+    int fd;       /* the file it is built in */
+    int in_place; /* fd is the temp file in state/, not a memfd */
+} wtx;
 
-/* Starts a write: the flock in LOCK_EX and a writable database. */
-static dav_error *write_begin(lockstore *ls, request_rec *r, GDBM_FILE *wdb)
+static dav_error *write_failed(GDBM_FILE wdb, apr_pool_t *p)
 {
+    return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                           apr_psprintf(p, "Lock database failure: %s",
+                                        gdbm_message(p, gdbm_last_errno(wdb),
+                                                     gdbm_last_syserr(wdb))));
+}
+
+/* Closes and removes the new database of a write that publishes nothing. */
+static void discard(lockstore *ls, wtx *w)
+{
+    if (w->db)
+        gdbm_close(w->db);
+    w->db = NULL;
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    if (w->in_place)
+        unlink(ls->tmppath);
+    w->in_place = 0;
+}
+
+/* Creates the new, empty database; OLD_SIZE: the current one's size. */
+static dav_error *build_open(lockstore *ls, apr_off_t old_size, wtx *w)
+{
+    int dfd, e;
+
+    w->db = NULL;
+    w->in_place = 0;
+    w->fd = old_size <= MEMBUILD_MAX ? memfd_create("locks", MFD_CLOEXEC) : -1;
+    if (w->fd < 0) {
+        /* A temp file left by a crashed writer is simply truncated: writers
+         * are serialised by the flock, so no other one is using it. */
+        w->fd =
+            open(ls->tmppath,
+                 O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (w->fd < 0)
+            return db_error(ls->pool, APR_FROM_OS_ERROR(errno),
+                            "Could not create the new lock database");
+        w->in_place = 1;
+    }
+    dfd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
+    if (dfd >= 0)
+        w->db = gdbm_fd_open(dfd, ls->tmppath, 0,
+                             GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOERROR, NULL);
+    if (!w->db) {
+        e = dfd < 0 ? errno : 0;
+        discard(ls, w);
+        return db_error(ls->pool, APR_FROM_OS_ERROR(e),
+                        "Could not create the new lock database");
+    }
+    return NULL;
+}
+
+/*
+ * Copies every record of OLD into the new database, dropping expired
+ * locks on the way (every write is a sweep).  A record that does not
+ * decode is copied as it is: it is not ours to drop (see unusable).  A
+ * database that cannot be read to the end fails the write.
+ */
+static dav_error *copy_records(lockstore *ls, request_rec *r, GDBM_FILE old,
+                               GDBM_FILE db, apr_pool_t *p)
+{
+    time_t now = time(NULL);
+    apr_pool_t *sp;
+    datum k = gdbm_firstkey(old);
+    dav_error *err = NULL;
+    gdbm_error e;
+
+    apr_pool_create(&sp, p);
+    while (k.dptr) {
+        datum v = gdbm_fetch(old, k), next;
+        lockrec *list;
+        int rc = 0;
+
+        if (!v.dptr) {
+            free(k.dptr);
+            break; /* the error is checked below */
+        }
+        apr_pool_clear(sp);
+        if (decode_record(sp, v.dptr, v.dsize, &list) == 0 &&
+            drop_expired(&list, now)) {
+            if (list)
+                rc = gdbm_store(db, k, encode_record(sp, list), GDBM_INSERT);
+        }
+        else
+            rc = gdbm_store(db, k, v, GDBM_INSERT);
+        free(v.dptr);
+        if (rc != 0) {
+            free(k.dptr);
+            err = rc > 0 ? unusable(ls, r, "a key is stored twice")
+                         : write_failed(db, p);
+            break;
+        }
+        next = gdbm_nextkey(old, k);
+        free(k.dptr);
+        k = next;
+    }
+    apr_pool_destroy(sp);
+    if (!err && (e = gdbm_last_errno(old)) != GDBM_ITEM_NOT_FOUND &&
+        e != GDBM_NO_ERROR)
+        err = unusable(ls, r, gdbm_message(p, e, gdbm_last_syserr(old)));
+    return err;
+}
+
+/* Starts a write: the flock in LOCK_EX, and the new database holding a
+ * copy of the current one. */
+static dav_error *write_begin(lockstore *ls, request_rec *r, apr_pool_t *p,
+                              wtx *w)
+{
+    GDBM_FILE old;
+    struct stat st;
     dav_error *err;
-    int tries;
 
-    for (tries = 0; tries < 3; tries++) {
-        gdbm_error e;
-        int sys;
+    if ((err = store_lock(ls, LOCK_EX)) != NULL)
+        return err;
+    st.st_size = 0;
+    old = gdbm_open(ls->dbpath, 0, GDBM_READER | GDBM_NOLOCK | GDBM_CLOEXEC, 0,
+                    NULL);
+    if (!old) {
+        gdbm_error e = gdbm_errno;
+        int sys = errno;
 
-        if ((err = store_lock(ls, LOCK_EX)) != NULL)
-            return err;
-        *wdb =
-            gdbm_open(ls->dbpath, 0, GDBM_WRCREAT | GDBM_NOLOCK | GDBM_CLOEXEC,
-                      0640, NULL);
-        if (*wdb)
-            return NULL;
-        e = gdbm_errno;
-        sys = errno;
-        if (gdbm_check_syserr(e) && sys == ENOENT) {
-            /* state/ itself is missing: an incomplete volume */
+        if (!gdbm_check_syserr(e) || sys != ENOENT) {
             store_unlock(ls);
-            if (mkdir(mirrordav_dirname(ls->pool, ls->dbpath), 0755) == 0)
-                continue;
-            return db_error(ls->pool, APR_FROM_OS_ERROR(sys),
-                            "Could not create the lock database");
+            return unusable(ls, r, gdbm_message(p, e, sys));
         }
-        if (transient_error(e, sys)) {
-            store_unlock(ls);
-            return db_error(ls->pool, APR_FROM_OS_ERROR(sys),
-                            "Could not open the lock database");
-        }
-        quarantine(ls, r, gdbm_message(ls->pool, e, sys));
+        /* no file: nothing is locked yet */
+    }
+    else if (fstat(gdbm_fdesc(old), &st) != 0)
+        st.st_size = MEMBUILD_MAX + 1;
+    if ((err = build_open(ls, st.st_size, w)) == NULL && old)
+        err = copy_records(ls, r, old, w->db, p);
+    if (old)
+        gdbm_close(old);
+    if (err) {
+        discard(ls, w);
         store_unlock(ls);
     }
-    return db_error(ls->pool, 0, "The lock database stays unusable.");
+    return err;
 }
 
-/* A failed GDBM call within a write: a 500, or (the file itself is bad)
- * the database is moved aside and the write starts over. */
-static dav_error *write_failed(lockstore *ls, GDBM_FILE wdb, request_rec *r,
-                               apr_pool_t *p, int may_retry)
+/* Copies the memfd FROM into the file TO. */
+static int copy_fd(int from, int to)
 {
-    gdbm_error e = gdbm_last_errno(wdb);
-    int sys = gdbm_last_syserr(wdb);
-    const char *msg = gdbm_message(p, e, sys);
+    char buf[65536];
+    off_t off = 0;
+    ssize_t n;
 
-    if (may_retry && !transient_error(e, sys)) {
-        quarantine(ls, r, msg);
-        return &retry_write;
+    while ((n = pread(from, buf, sizeof(buf), off)) > 0) {
+        ssize_t done = 0;
+
+        while (done < n) {
+            ssize_t m = write(to, buf + done, n - done);
+
+            if (m < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+            done += m;
+        }
+        off += n;
     }
-    return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
-                           apr_psprintf(p, "Lock database failure: %s", msg));
+    return n < 0 ? -1 : 0;
+}
+
+/*
+ * Makes the new database the current one, durably (with MirrorDAVFsync
+ * on) before the request is answered.  Called with the flock in LOCK_EX.
+ */
+static dav_error *publish(lockstore *ls, wtx *w)
+{
+    gdbm_count_t n = 0;
+    int fd = -1, e;
+    dav_error *err;
+
+    if (gdbm_count(w->db, &n) != 0)
+        return write_failed(w->db, ls->pool);
+    e = gdbm_close(w->db) != 0 ? (errno ? errno : EIO) : 0;
+    w->db = NULL;
+    if (e)
+        return db_error(ls->pool, APR_FROM_OS_ERROR(e),
+                        "Could not write the new lock database");
+    if (n == 0) {
+        /* Nothing is locked any more: the file goes, and its absence means
+         * "no locks" to every reader.  A crash before state/'s fsync can
+         * bring the old file back, which is right as long as no client
+         * has been told that its locks are gone: the reply waits. */
+        discard(ls, w);
+        if (unlink(ls->dbpath) != 0 && errno != ENOENT)
+            return db_error(ls->pool, APR_FROM_OS_ERROR(errno),
+                            "Could not remove the emptied lock database");
+        return ls->fsync ? mirrordav_fsync_dir(ls->pool, ls->state) : NULL;
+    }
+    if (w->in_place)
+        fd = w->fd;
+    else {
+        fd = open(ls->tmppath,
+                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0 || copy_fd(w->fd, fd) != 0) {
+            e = errno;
+            if (fd >= 0)
+                close(fd);
+            w->in_place = 1; /* so that discard removes the temp file */
+            discard(ls, w);
+            return db_error(ls->pool, APR_FROM_OS_ERROR(e),
+                            "Could not write the new lock database");
+        }
+        close(w->fd);
+    }
+    w->fd = -1;
+    /* The data reaches the disk before a name leads to it: else a power
+     * loss after the rename could leave locks.gdbm naming a file with
+     * missing blocks.  A crash before the rename leaves the old database
+     * in place and a stray temp file that the next write truncates.
+     * (MirrorDAVFsync Off skips this and the fsync below: after a power
+     * loss the name may then lead to an empty or partial file, which
+     * readers report as unusable rather than read as "no locks".) */
+    e = ls->fsync && fsync(fd) != 0 ? errno : 0;
+    if (close(fd) != 0 && !e)
+        e = errno;
+    /* rename() replaces the name atomically: a crash leaves the old or the
+     * new database under it, never a mix.  Readers that opened the old
+     * one keep reading it unchanged (its inode lives on while open) and
+     * notice the new one by its inode (read_begin). */
+    if (e || rename(ls->tmppath, ls->dbpath) != 0) {
+        e = e ? e : errno;
+        unlink(ls->tmppath);
+        return db_error(ls->pool, APR_FROM_OS_ERROR(e),
+                        "Could not publish the new lock database");
+    }
+    w->in_place = 0; /* renamed: nothing left to remove */
+    /* The reply waits for state/'s fsync: until then a power loss may bring
+     * back the old database (or, for the first one, no file), which is
+     * right only while no client has been told of the change.  The lock
+     * file created next to it is synced by store_lock. */
+    if (ls->fsync && (err = mirrordav_fsync_dir(ls->pool, ls->state)) != NULL)
+        return err;
+    return NULL;
+}
+
+/* Ends a write: publishes the change, if any and the steps succeeded. */
+static dav_error *write_end(lockstore *ls, wtx *w, int changed, int ok)
+{
+    dav_error *err = NULL;
+
+    if (ok && changed)
+        err = publish(ls, w);
+    discard(ls, w); /* what publish did not consume, or left on failure */
+    store_unlock(ls);
+    return err;
 }
 
 /* Rewrites KEY's record (removes it when LIST is empty). */
-static dav_error *write_record(lockstore *ls, GDBM_FILE wdb, request_rec *r,
-                               apr_pool_t *p, const char *key,
-                               const lockrec *list, int may_retry)
+static dav_error *write_record(GDBM_FILE wdb, apr_pool_t *p, const char *key,
+                               const lockrec *list)
 {
     int rc;
 
@@ -689,32 +899,32 @@ static dav_error *write_record(lockstore *ls, GDBM_FILE wdb, request_rec *r,
         if (rc != 0 && gdbm_last_errno(wdb) == GDBM_ITEM_NOT_FOUND)
             rc = 0;
     }
-    return rc == 0 ? NULL : write_failed(ls, wdb, r, p, may_retry);
+    return rc == 0 ? NULL : write_failed(wdb, p);
 }
 
 /* Reads KEY's record within a write, without its expired locks; DIRTY
- * says whether some were dropped (or the record was malformed). */
+ * says whether some were dropped.  A malformed record fails the write. */
 static dav_error *write_fetch(lockstore *ls, GDBM_FILE wdb, request_rec *r,
                               apr_pool_t *p, const char *key, time_t now,
-                              lockrec **list, int *dirty, int may_retry)
+                              lockrec **list, int *dirty)
 {
     datum v = gdbm_fetch(wdb, key_datum(key));
+    int rc;
 
     *list = NULL;
     *dirty = 0;
     if (!v.dptr) {
         if (gdbm_last_errno(wdb) == GDBM_ITEM_NOT_FOUND)
             return NULL;
-        return write_failed(ls, wdb, r, p, may_retry);
+        return write_failed(wdb, p);
     }
-    if (decode_record(p, v.dptr, v.dsize, list) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "lock database %s: dropping the malformed record of %s",
-                      ls->dbpath, key);
-        *list = NULL;
-        *dirty = 1;
-    }
+    rc = decode_record(p, v.dptr, v.dsize, list);
     free(v.dptr);
+    if (rc != 0) {
+        *list = NULL;
+        return unusable(ls, r,
+                        apr_psprintf(p, "the record of %s is malformed", key));
+    }
     if (drop_expired(list, now))
         *dirty = 1;
     return NULL;
@@ -738,95 +948,29 @@ static apr_array_header_t *all_keys(GDBM_FILE dbf, apr_pool_t *p)
     return keys;
 }
 
-/* Drops the expired locks of every record; best effort, as it runs after
- * the transaction's own changes. */
-static void sweep(lockstore *ls, GDBM_FILE wdb, request_rec *r, time_t now)
-{
-    apr_pool_t *p;
-    apr_array_header_t *keys;
-    int i;
-
-    apr_pool_create(&p, ls->pool);
-    keys = all_keys(wdb, p);
-    for (i = 0; i < keys->nelts; i++) {
-        const char *key = APR_ARRAY_IDX(keys, i, const char *);
-        lockrec *list;
-        int dirty;
-
-        if (write_fetch(ls, wdb, r, p, key, now, &list, &dirty, 0) == NULL &&
-            dirty)
-            write_record(ls, wdb, r, p, key, list, 0);
-    }
-    apr_pool_destroy(p);
-}
-
-/* Ends a write: syncs and publishes the change (if any) to every other
- * handle, through the header's generation. */
-static dav_error *write_end(lockstore *ls, GDBM_FILE wdb, request_rec *r,
-                            int changed, int ok)
-{
-    time_t now = time(NULL);
-    dav_error *err = NULL;
-    apr_status_t rv;
-
-    if (ok && (apr_uint64_t)now >= ls->hdr.next_sweep) {
-        sweep(ls, wdb, r, now);
-        ls->hdr.next_sweep = (apr_uint64_t)now + SWEEP_INTERVAL;
-        changed = 1;
-    }
-    if (changed) {
-        gdbm_count_t n = 0;
-
-        if (gdbm_count(wdb, &n) != 0)
-            n = 1; /* unknown: readers must look */
-        if (ls->fsync && gdbm_sync(wdb) != 0)
-            err = mirrordav_error(ls->pool, HTTP_INTERNAL_SERVER_ERROR, 0,
-                                  "Could not sync the lock database.");
-        ls->hdr.count = n;
-        ls->hdr.gen++;
-        if ((rv = write_header(ls)) != APR_SUCCESS && !err)
-            err = db_error(ls->pool, rv, "Could not update the lock file");
-    }
-    gdbm_close(wdb);
-    store_unlock(ls);
-    return err;
-}
-
 /* One step of a write transaction; sets *CHANGED if it wrote. */
 typedef dav_error *(*write_fn)(lockstore *ls, GDBM_FILE wdb, request_rec *r,
                                apr_pool_t *p, void *ctx, int *changed);
 
-/* Runs FN under LOCK_EX, starting over if the database had to be moved
- * aside meanwhile. */
+/* Runs FN under LOCK_EX on a copy of the database, and publishes the copy
+ * if FN changed it. */
 static dav_error *run_write(lockstore *ls, request_rec *r, write_fn fn,
                             void *ctx)
 {
-    int tries;
+    apr_pool_t *p;
+    wtx w = {NULL, -1, 0};
+    int changed = 0;
+    dav_error *err, *err2;
 
-    for (tries = 0; tries < 3; tries++) {
-        apr_pool_t *p;
-        GDBM_FILE wdb;
-        int changed = 0;
-        dav_error *err, *err2;
-
-        if ((err = write_begin(ls, r, &wdb)) != NULL)
-            return err;
-        apr_pool_create(&p, ls->pool);
-        err = fn(ls, wdb, r, p, ctx, &changed);
-        if (err == &retry_write) {
-            gdbm_close(wdb);
-            store_unlock(ls);
-            apr_pool_destroy(p);
-            continue;
-        }
-        if (err)
-            err = dav_push_error(ls->pool, err->status, err->error_id,
-                                 err->desc, err); /* out of P */
-        err2 = write_end(ls, wdb, r, changed, err == NULL);
-        apr_pool_destroy(p);
-        return err ? err : err2;
-    }
-    return db_error(ls->pool, 0, "The lock database stays unusable.");
+    apr_pool_create(&p, ls->pool);
+    if ((err = write_begin(ls, r, p, &w)) != NULL)
+        return err;
+    err = fn(ls, w.db, r, p, ctx, &changed);
+    err2 = write_end(ls, &w, changed, err == NULL);
+    if (err)
+        return err; /* P, which it may live in, goes with the request */
+    apr_pool_destroy(p);
+    return err2;
 }
 
 /* ------------------------------------------------------------ dav_lock */
@@ -994,31 +1138,20 @@ static dav_error *visit_records(dav_lockdb *lockdb,
     dav_lockdb_private *db = lockdb_of(lockdb);
     lockstore *ls = store_for(lockdb, resource);
     apr_pool_t *p = resource->pool; /* a walk clears it for each member */
-    dav_error *err = NULL;
-    int tries;
+    const char *key = key_of(p, resource->info->relpath);
+    int self = 1;
+    dav_error *err;
 
-    for (tries = 0; tries < 3; tries++) {
-        const char *key = key_of(p, resource->info->relpath);
-        int self = 1, rc = 0;
+    if ((err = read_begin(ls, db->r)) != NULL)
+        return err;
+    for (; key; key = ancestors ? parent_key(p, key) : NULL, self = 0) {
+        lockrec *list;
 
-        if ((err = read_begin(ls, db->r)) != NULL)
+        if ((err = read_fetch(ls, db->r, p, key, !self, &list)) != NULL ||
+            (list && visit(ctx, key, self, list)))
             break;
-        for (; key; key = ancestors ? parent_key(p, key) : NULL, self = 0) {
-            lockrec *list;
-
-            rc = read_fetch(ls, db->r, p, key, !self, &list);
-            if (rc != 0 || (list && visit(ctx, key, self, list)))
-                break;
-        }
-        store_unlock(ls);
-        if (rc == 0)
-            break;
-        if (rc == -2) {
-            err = db_error(db->pool, 0, "Could not read the lock database.");
-            break;
-        }
-        /* moved aside: read again from the (now empty) database */
     }
+    store_unlock(ls);
     return err;
 }
 
@@ -1187,7 +1320,7 @@ static dav_error *recheck_conflicts(lockstore *ls, GDBM_FILE wdb,
     if (conflicts(new->scope, own, now, 1))
         goto locked;
     for (k = parent_key(p, key); k; k = parent_key(p, k)) {
-        if ((err = write_fetch(ls, wdb, r, p, k, now, &list, &dirty, 1)))
+        if ((err = write_fetch(ls, wdb, r, p, k, now, &list, &dirty)))
             return err;
         if (conflicts(new->scope, list, now, 0))
             goto locked;
@@ -1200,7 +1333,7 @@ static dav_error *recheck_conflicts(lockstore *ls, GDBM_FILE wdb,
             k = APR_ARRAY_IDX(keys, i, const char *);
             if (!key_below(k, strlen(k), key))
                 continue;
-            if ((err = write_fetch(ls, wdb, r, p, k, now, &list, &dirty, 1)))
+            if ((err = write_fetch(ls, wdb, r, p, k, now, &list, &dirty)))
                 return err;
             if (conflicts(new->scope, list, now, 1))
                 goto locked;
@@ -1286,7 +1419,7 @@ static dav_error *do_append(lockstore *ls, GDBM_FILE wdb, request_rec *r,
     int dirty;
     dav_error *err;
 
-    if ((err = write_fetch(ls, wdb, r, p, c->key, now, &list, &dirty, 1)))
+    if ((err = write_fetch(ls, wdb, r, p, c->key, now, &list, &dirty)))
         return err;
     for (l = c->locks; l; l = l->next) {
         lockrec *rec;
@@ -1315,7 +1448,7 @@ static dav_error *do_append(lockstore *ls, GDBM_FILE wdb, request_rec *r,
     if (!dirty)
         return NULL;
     *changed = 1;
-    return write_record(ls, wdb, r, p, c->key, list, 1);
+    return write_record(wdb, p, c->key, list);
 }
 
 /*
@@ -1368,28 +1501,36 @@ static int has_record(void *data, const char *key, int self,
     return 1;
 }
 
-/* Whether any key below KEY exists (within a read). */
-static int any_below(lockstore *ls, const char *key)
+/* Sets *FOUND if any key below KEY exists (within a read). */
+static dav_error *any_below(lockstore *ls, request_rec *r, const char *key,
+                            int *found)
 {
+    const char *why;
+    gdbm_error e;
     datum k;
-    int found = 0;
 
+    *found = 0;
     if (!ls->rdb)
-        return 0;
+        return NULL;
     k = gdbm_firstkey(ls->rdb);
     while (k.dptr) {
         datum next;
 
         if (key_below(k.dptr, k.dsize, key)) {
-            found = 1;
+            *found = 1;
             free(k.dptr);
-            break;
+            return NULL;
         }
         next = gdbm_nextkey(ls->rdb, k);
         free(k.dptr);
         k = next;
     }
-    return found;
+    e = gdbm_last_errno(ls->rdb);
+    if (e == GDBM_ITEM_NOT_FOUND || e == GDBM_NO_ERROR)
+        return NULL;
+    why = gdbm_message(ls->pool, e, gdbm_last_syserr(ls->rdb));
+    drop_reader(ls);
+    return unusable(ls, r, why);
 }
 
 static dav_error *do_remove(lockstore *ls, GDBM_FILE wdb, request_rec *r,
@@ -1400,8 +1541,7 @@ static dav_error *do_remove(lockstore *ls, GDBM_FILE wdb, request_rec *r,
     int dirty, i;
     dav_error *err;
 
-    if ((err =
-             write_fetch(ls, wdb, r, p, c->key, time(NULL), &list, &dirty, 1)))
+    if ((err = write_fetch(ls, wdb, r, p, c->key, time(NULL), &list, &dirty)))
         return err;
     if (!c->token) {
         dirty |= list != NULL;
@@ -1417,7 +1557,7 @@ static dav_error *do_remove(lockstore *ls, GDBM_FILE wdb, request_rec *r,
     }
     if (dirty) {
         *changed = 1;
-        if ((err = write_record(ls, wdb, r, p, c->key, list, 1)))
+        if ((err = write_record(wdb, p, c->key, list)))
             return err;
     }
     if (c->below) {
@@ -1429,7 +1569,7 @@ static dav_error *do_remove(lockstore *ls, GDBM_FILE wdb, request_rec *r,
             if (!key_below(k, strlen(k), c->key))
                 continue;
             *changed = 1;
-            if ((err = write_record(ls, wdb, r, p, k, NULL, 1)))
+            if ((err = write_record(wdb, p, k, NULL)))
                 return err;
         }
     }
@@ -1460,8 +1600,10 @@ static dav_error *remove_lock(dav_lockdb *lockdb, const dav_resource *resource,
         !(ls->purged && key_below(c.key, strlen(c.key), ls->purged))) {
         if ((err = read_begin(ls, db->r)) != NULL)
             return err;
-        c.below = any_below(ls, c.key);
+        err = any_below(ls, db->r, c.key, &c.below);
         store_unlock(ls);
+        if (err)
+            return err;
     }
     if (!v.found_self && !c.below)
         return NULL;
@@ -1494,7 +1636,7 @@ static dav_error *do_refresh(lockstore *ls, GDBM_FILE wdb, request_rec *r,
         lockrec *list, *l;
         int dirty;
 
-        if ((err = write_fetch(ls, wdb, r, p, key, now, &list, &dirty, 1)))
+        if ((err = write_fetch(ls, wdb, r, p, key, now, &list, &dirty)))
             return err;
         for (l = list; l; l = l->next) {
             dav_lock *dl;
@@ -1511,7 +1653,7 @@ static dav_error *do_refresh(lockstore *ls, GDBM_FILE wdb, request_rec *r,
         }
         if (dirty) {
             *changed = 1;
-            if ((err = write_record(ls, wdb, r, p, key, list, 1)))
+            if ((err = write_record(wdb, p, key, list)))
                 return err;
         }
     }

@@ -335,23 +335,28 @@ sub curl_unlock {
 }
 
 # ------------------------------------------------------------ corrupt database
+# An unreadable database fails closed: its locks are never taken for none
+# (t/31-lock-crash.t covers truncation, bad records and recovery).
 {
     ok($srv->put('/dav/c.txt', 'c')->{status} < 300, 'PUT c.txt');
     my $t = token_of(lock_req('/dav/c.txt'));
     ok($t, 'locked c.txt');
     my $db = $srv->volume . '/state/locks.gdbm';
     ok(-f $db, 'the lock database is in state/');
+    my $good = slurp($db);
     spew($db, 'this is not a GDBM file' x 100);
     my $r = put_if('/dav/c.txt', undef, 'after corruption');
-    ok($r->{status} >= 200 && $r->{status} < 300,
-       "a corrupt lock database is set aside, not fatal: PUT $r->{status}");
-    my @aside = glob("$db.corrupt-*");
-    is(scalar(@aside), 1, 'the corrupt database was moved aside');
-    like($srv->error_log, qr/lock database .* is unusable/, 'and the error was logged');
-    $r = lock_req('/dav/c.txt');
-    is($r->{status}, 200, 'locking works again');
-    is(put_if('/dav/c.txt', undef)->{status}, 423, '... and is enforced');
-    is(unlock_req('/dav/c.txt', token_of($r))->{status}, 204, 'UNLOCK');
+    is($r->{status}, 500, 'PUT without the token while the database is unreadable: 500');
+    like($r->{content}, qr/lock database cannot be read/, '... naming the cause');
+    like($srv->error_log, qr{lock database \S*/state/locks\.gdbm is unusable},
+         'the log names the file');
+    is(lock_req('/dav/c.txt')->{status}, 500, 'a LOCK is refused too');
+    is(slurp("$live/c.txt"), 'c', 'the locked file is unchanged');
+    spew($db, $good);
+    is(put_if('/dav/c.txt', undef)->{status}, 423, 'restored: the lock is enforced again');
+    is(unlock_req('/dav/c.txt', $t)->{status}, 204, 'UNLOCK');
+    $r = put_if('/dav/c.txt', undef, 'free');
+    ok($r->{status} >= 200 && $r->{status} < 300, "unlocked: PUT $r->{status}");
 }
 
 unlike($srv->error_log, qr/AH00052|Segmentation fault/, 'no httpd child crashed');
