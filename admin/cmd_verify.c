@@ -367,7 +367,7 @@ static int verify_snapshot(verify_ctx *c)
     c->first_json = 1;
     for (i = 0; i < l.n; i++) {
         char tree[PATH_MAX], mpath[PATH_MAX], out[PATH_MAX], ck[PATH_MAX];
-        char since_tree[PATH_MAX], id[17], err[512], vs[32];
+        char since_ix[PATH_MAX], ix[PATH_MAX], id[17], err[512], vs[32];
         manifest_kv hdr[2] = {{"verified_snapshot", c->snapshot},
                               {"verified_time", vs}};
         char *root = NULL;
@@ -421,11 +421,11 @@ static int verify_snapshot(verify_ctx *c)
         o.jobs = c->jobs;
         o.strict = c->strict;
         o.record_sidecars = 1;
-        if (since) {
-            snprintf(since_tree, sizeof(since_tree), "%s/snapshots/%s%s%s",
-                     c->volume, since, *root ? "/" : "", root);
-            o.since_tree = since_tree;
-        }
+        if (!PATHF(ix, "%s/%s.index", statedir, id))
+            o.index_out = ix;
+        if (since && !PATHF(since_ix, "%s/state/verify/%s/%s.index", c->volume,
+                            since, id))
+            o.since_index = since_ix;
         o.now = c->started;
         o.on_discrepancy = on_discrepancy;
         o.on_progress = on_progress;

@@ -69,7 +69,7 @@ typedef struct {
     char hex[41];
     int herr; /* errno of a failed read, 0 if hashed */
     uint64_t hashed;
-    int reused;         /* result taken from since_tree */
+    int reused;         /* result taken from the earlier index */
     sidecar_record rec; /* the receipt record beside the data */
     int have_rec;
     sidecar_verify old; /* the result an earlier run recorded */
@@ -100,7 +100,17 @@ typedef struct {
     manifest_writer *wr;
     int wr_fd;
     char *wr_tmp;
-    char *last; /* the last emitted name */
+
+    /* The index of this run's clean files (written), and an earlier run's
+     * (read, for --since-verified), both in manifest order. */
+    manifest_writer *ix;
+    int ix_fd;
+    char *ix_tmp;
+    manifest_reader *since;
+    const manifest_record *since_cur;
+    int since_done;
+    uint64_t ix_resume; /* the index's length at the checkpoint */
+    char *last;         /* the last emitted name */
     size_t lastcap;
 
     int disc_fd;        /* the discrepancy list, for resuming */
@@ -164,45 +174,12 @@ static int64_t ns(const struct timespec *t)
     return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
 }
 
-/* Incremental: the same path in the newest verified snapshot.  Its result
- * stands for this file when it was clean and the bytes are provably the
- * same: same inode (a hard-link snapshot shares it), size and mtime, and
- * the SHA-1 it computed is the manifest's.  The ctime is not compared:
- * linking the inode into a later snapshot changes it. */
-static int reuse_earlier(const engine *e, job *j)
-{
-    char *path, *slash;
-    sidecar_verify v;
-    sidecar *sc;
-    int ok = 0;
-
-    if (!e->o->since_tree || !(path = join(e->o->since_tree, j->name)))
-        return 0;
-    slash = strrchr(path, '/');
-    *slash = '\0';
-    if (sidecar_open(path, slash + 1, 0, &sc) == 0) {
-        ok = sidecar_get_verify(sc, &v) == 0 && v.clean && v.sha1[0] &&
-             v.ino == (uint64_t)j->st.st_ino &&
-             v.size == (uint64_t)j->st.st_size &&
-             v.mtime_ns == ns(&j->st.st_mtim);
-        if (ok)
-            memcpy(j->hex, v.sha1, sizeof(j->hex));
-        sidecar_close(sc);
-    }
-    free(path);
-    return ok;
-}
-
 static void hash_job(const engine *e, job *j)
 {
     char *path;
     int fd;
 
     read_receipt(e, j);
-    if (reuse_earlier(e, j)) {
-        j->reused = 1;
-        return;
-    }
     if (!(path = join(e->o->tree, j->name))) {
         j->herr = ENOMEM;
         return;
@@ -447,6 +424,22 @@ out:
 
 static int write_checkpoint(engine *e);
 
+/* Adds a file verified clean to this run's index: what a later
+ * incremental run needs to take the result without reading the data. */
+static void index_add(engine *e, const job *j)
+{
+    char v[3][24];
+    manifest_kv kv[4] = {
+        {"ino", v[0]}, {"mtime_ns", v[1]}, {"sha1", j->hex}, {"size", v[2]}};
+    int rv;
+
+    snprintf(v[0], sizeof(v[0]), "%" PRIu64, (uint64_t)j->st.st_ino);
+    snprintf(v[1], sizeof(v[1]), "%" PRId64, ns(&j->st.st_mtim));
+    snprintf(v[2], sizeof(v[2]), "%" PRIu64, (uint64_t)j->st.st_size);
+    if ((rv = manifest_writer_add(e->ix, j->name, kv, 4)) != 0)
+        fail(e, rv, "writing", e->ix_tmp);
+}
+
 static void emit(engine *e, job *j)
 {
     size_t len = strlen(j->name);
@@ -462,8 +455,13 @@ static void emit(engine *e, job *j)
         if (rv)
             fail(e, rv, "writing", e->wr_tmp);
     }
-    if (e->o->record_sidecars && j->in_manifest && j->in_tree &&
+    if (e->ix && n == 0 && j->in_manifest && j->in_tree && !j->herr &&
         S_ISREG(j->st.st_mode))
+        index_add(e, j);
+    /* A result taken from the index was not re-checked here: the file's
+     * sidecar keeps what the run that read it recorded. */
+    if (e->o->record_sidecars && j->in_manifest && j->in_tree &&
+        S_ISREG(j->st.st_mode) && !j->reused)
         record_result(e, j, n == 0);
     if (len + 1 > e->lastcap) {
         char *p = realloc(e->last, len + 1);
@@ -524,7 +522,7 @@ static void drain(engine *e, int wait)
 /* Queues one entry: REC (may be NULL) from the manifest, ST (may be NULL)
  * from the tree. */
 static int push(engine *e, const char *name, const manifest_record *rec,
-                const struct stat *st)
+                const struct stat *st, const char *reused)
 {
     size_t need = strlen(name) + 1, i, off;
     job *j;
@@ -569,6 +567,11 @@ static int push(engine *e, const char *name, const manifest_record *rec,
         j->st = *st;
     }
     j->need_hash = rec && st && S_ISREG(st->st_mode);
+    if (j->need_hash && reused) {
+        j->reused = 1;
+        j->need_hash = 0;
+        memcpy(j->hex, reused, sizeof(j->hex));
+    }
 
     pthread_mutex_lock(&e->mu);
     j->state = j->need_hash ? JOB_WAIT : JOB_READY;
@@ -628,6 +631,59 @@ static int skip_entry(void *ctx, const char *name, const struct stat *st)
            manifest_is_manifest_file(slash ? slash + 1 : name);
 }
 
+/* Incremental: the SHA-1 an earlier run found for this very file, from
+ * its index (read in step with the walk, both in manifest order), or
+ * NULL.  It stands for the file when the bytes are provably the same:
+ * same inode (a hard-link snapshot shares it; a reflink or btrfs
+ * snapshot of an unchanged file does not, and is read again), size and
+ * mtime to the nanosecond.  The ctime is not compared: linking the inode
+ * into a later snapshot moves it.  A damaged index stops being used at
+ * its first bad record. */
+static const char *earlier_result(engine *e, const char *name,
+                                  const struct stat *st)
+{
+    const manifest_record *r;
+    const char *v;
+    int c;
+
+    if (!e->since || !S_ISREG(st->st_mode))
+        return NULL;
+    while (!e->since_done) {
+        if (!e->since_cur) {
+            int rv = manifest_reader_next(e->since, &r);
+            if (rv != 1 || r->kind == MANIFEST_TRAILER) {
+                e->since_done = 1;
+                break;
+            }
+            if (r->kind == MANIFEST_ENTRY)
+                e->since_cur = r;
+            continue;
+        }
+        c = manifest_compare(e->since_cur->name, name);
+        if (c < 0) {
+            e->since_cur = NULL;
+            continue;
+        }
+        if (c > 0)
+            return NULL;
+        r = e->since_cur;
+        v = manifest_get(r, "sha1");
+        {
+            const char *ino = manifest_get(r, "ino");
+            const char *size = manifest_get(r, "size");
+            const char *mt = manifest_get(r, "mtime_ns");
+
+            if (v && ino && size && mt && strlen(v) == 40 &&
+                strtoull(ino, NULL, 10) == (uint64_t)st->st_ino &&
+                strtoull(size, NULL, 10) == (uint64_t)st->st_size &&
+                strtoll(mt, NULL, 10) == ns(&st->st_mtim))
+                return v;
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
 static int on_tree(void *ctx, const char *name, int dirfd, const char *base,
                    const struct stat *st)
 {
@@ -643,7 +699,8 @@ static int on_tree(void *ctx, const char *name, int dirfd, const char *base,
 
         if (c > 0)
             break;
-        push(e, m->name, m, c == 0 ? st : NULL);
+        push(e, m->name, m, c == 0 ? st : NULL,
+             c == 0 ? earlier_result(e, name, st) : NULL);
         e->cur = NULL;
         if (c == 0)
             return e->rv;
@@ -652,7 +709,7 @@ static int on_tree(void *ctx, const char *name, int dirfd, const char *base,
     }
     if (e->rv)
         return e->rv;
-    return push(e, name, NULL, st);
+    return push(e, name, NULL, st, NULL);
 }
 
 /* ------------------------------------------------------------ checkpoints */
@@ -689,7 +746,7 @@ static int sync_tree(const char *tree)
 static int write_checkpoint(engine *e)
 {
     char *path = ckpt_path(e, "checkpoint"), *tmp = ckpt_path(e, "ckpt.tmp");
-    uint64_t wlen = 0;
+    uint64_t wlen = 0, ilen = 0;
     off_t dlen;
     FILE *f = NULL;
     int rv = 0, k;
@@ -705,6 +762,9 @@ static int write_checkpoint(engine *e)
     e->sidecars_dirty = 0;
     if (e->wr && ((rv = manifest_writer_flush(e->wr, &wlen)) != 0 ||
                   (fsync(e->wr_fd) != 0 && (rv = -errno))))
+        goto out;
+    if (e->ix && ((rv = manifest_writer_flush(e->ix, &ilen)) != 0 ||
+                  (fsync(e->ix_fd) != 0 && (rv = -errno))))
         goto out;
     if (fsync(e->disc_fd) != 0 ||
         (dlen = lseek(e->disc_fd, 0, SEEK_CUR)) < 0) {
@@ -726,8 +786,8 @@ static int write_checkpoint(engine *e)
         fprintf(f, "mirrordav-verify-checkpoint 1\nlast=%s\n", esc);
         free(esc);
     }
-    fprintf(f, "verified=%" PRIu64 "\ndiscrepancies=%lld\n", wlen,
-            (long long)dlen);
+    fprintf(f, "verified=%" PRIu64 "\nindex=%" PRIu64 "\ndiscrepancies=%lld\n",
+            wlen, ilen, (long long)dlen);
     fprintf(f,
             "stats=%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
             " %" PRIu64 " %" PRIu64 " %" PRIu64,
@@ -789,6 +849,8 @@ static int load_checkpoint(engine *e, uint64_t *wlen)
         }
         else if (!strncmp(line, "verified=", 9))
             *wlen = strtoull(line + 9, NULL, 10);
+        else if (!strncmp(line, "index=", 6))
+            e->ix_resume = strtoull(line + 6, NULL, 10);
         else if (!strncmp(line, "discrepancies=", 14))
             dlen = strtoll(line + 14, NULL, 10);
         else if (!strncmp(line, "stats=", 6)) {
@@ -827,7 +889,7 @@ static int verified_intact(engine *e, uint64_t len)
     int ok;
 
     if (!out)
-        return 1;
+        return !e->o->index_out || e->ix_resume > 0;
     slash = strrchr(out, '/');
     base = slash ? slash + 1 : out;
     if (!(p = malloc(strlen(out) + 32)))
@@ -836,6 +898,14 @@ static int verified_intact(engine *e, uint64_t len)
             slash ? (int)(slash - out) : 1, slash ? out : ".", base);
     ok = len > 0 && stat(p, &st) == 0 && (uint64_t)st.st_size >= len;
     free(p);
+    if (ok && e->o->index_out) { /* the index, likewise */
+        if (!(p = malloc(strlen(e->o->index_out) + 8)))
+            return 0;
+        sprintf(p, "%s.tmp", e->o->index_out);
+        ok = e->ix_resume > 0 && stat(p, &st) == 0 &&
+             (uint64_t)st.st_size >= e->ix_resume;
+        free(p);
+    }
     return ok;
 }
 
@@ -1005,6 +1075,50 @@ static int publish_verified(engine *e)
     return rv;
 }
 
+/* This run's index of clean files: a temp file beside INDEX_OUT, started
+ * or continued from the checkpoint like the repaired manifest. */
+static int open_index(engine *e, uint64_t resume_len)
+{
+    manifest_kv kv[1] = {{"content", "verify-index"}};
+    struct stat st;
+
+    if (!(e->ix_tmp = malloc(strlen(e->o->index_out) + 8)))
+        return -ENOMEM;
+    sprintf(e->ix_tmp, "%s.tmp", e->o->index_out);
+    e->ix_fd =
+        open(e->ix_tmp,
+             O_RDWR | O_CREAT | O_CLOEXEC | (resume_len ? 0 : O_TRUNC), 0644);
+    if (e->ix_fd < 0)
+        return -errno;
+    if (resume_len && fstat(e->ix_fd, &st) == 0 &&
+        (uint64_t)st.st_size >= resume_len)
+        return manifest_writer_resume(&e->ix, e->ix_fd, resume_len, e->after);
+    if (resume_len)
+        return -ESTALE;
+    return manifest_writer_open(&e->ix, e->ix_fd, kv, 1);
+}
+
+/* Data, then name, then the directory, as for the repaired manifest. */
+static int publish_index(engine *e)
+{
+    const char *slash = strrchr(e->o->index_out, '/');
+    char *dir =
+        slash ? strndup(e->o->index_out, (size_t)(slash - e->o->index_out))
+              : strdup(".");
+    int rv = manifest_writer_finish(e->ix);
+
+    if (!dir)
+        return -ENOMEM;
+    if (rv == 0 && fsync(e->ix_fd) != 0)
+        rv = -errno;
+    if (rv == 0 && rename(e->ix_tmp, e->o->index_out) != 0)
+        rv = -errno;
+    if (rv == 0)
+        rv = sync_dir(dir);
+    free(dir);
+    return rv;
+}
+
 static void remove_checkpoint(engine *e)
 {
     const char *leaves[] = {"checkpoint", "discrepancies"};
@@ -1033,6 +1147,7 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
     e.errsz = errsz;
     e.disc_fd = -1;
     e.wr_fd = -1;
+    e.ix_fd = -1;
     err[0] = '\0';
     e.last = strdup("");
     e.lastcap = 1;
@@ -1116,6 +1231,16 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
         fail(&e, rv, "writing", o->verified_out);
         goto out;
     }
+    if (o->index_out &&
+        (rv = open_index(&e, e.after ? e.ix_resume : 0)) != 0) {
+        fail(&e, rv, "writing", o->index_out);
+        goto out;
+    }
+    /* An earlier index that cannot be opened is no reason to fail: every
+     * file is then read. */
+    if (o->since_index &&
+        manifest_reader_open(&e.since, o->since_index, -1) != 0)
+        e.since = NULL;
     if (e.after) {
         free(e.last);
         e.last = strdup(e.after);
@@ -1153,7 +1278,7 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
     }
     /* What the manifest still holds is missing from the tree. */
     while (!e.rv && peek(&e)) {
-        push(&e, e.cur->name, e.cur, NULL);
+        push(&e, e.cur->name, e.cur, NULL, NULL);
         e.cur = NULL;
     }
     pthread_mutex_lock(&e.mu);
@@ -1169,6 +1294,8 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
         fail(&e, rv, "syncing", o->tree);
     if (o->record_sidecars)
         sidecar_set_durable(1);
+    if (!e.rv && e.ix && (rv = publish_index(&e)) != 0)
+        fail(&e, rv, "publishing", o->index_out);
     if (!e.rv && e.wr && (rv = publish_verified(&e)) != 0)
         fail(&e, rv, "publishing", o->verified_out);
     if (!e.rv && o->checkpoint_dir)
@@ -1182,12 +1309,17 @@ out:
             unlink(e.wr_tmp); /* nothing to resume it from */
     }
     manifest_writer_free(e.wr);
+    manifest_writer_free(e.ix);
+    if (e.ix_fd >= 0)
+        close(e.ix_fd);
+    manifest_reader_close(e.since);
     manifest_reader_close(e.rd);
     if (e.disc_fd >= 0)
         close(e.disc_fd);
     free(e.ring);
     free(e.threads);
     free(e.wr_tmp);
+    free(e.ix_tmp);
     free(e.last);
     free(e.after_buf);
     pthread_mutex_destroy(&e.mu);

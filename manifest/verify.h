@@ -68,10 +68,13 @@ typedef struct {
     int strict; /* compare mode and owner too */
     /* Record each file's result in its sidecar. */
     int record_sidecars;
-    /* Incremental: the same tree in the newest verified snapshot.  A file
-     * whose identity there equals its identity here, and which was
-     * verified clean there, takes that result without being read. */
-    const char *since_tree;
+    /* Where to write this run's index of the files found clean (their
+     * identity and SHA-1, in manifest order); NULL: none. */
+    const char *index_out;
+    /* Incremental: an earlier run's index (the newest verified snapshot).
+     * A file whose identity there equals its identity here takes that
+     * result without being read. */
+    const char *since_index;
     int64_t now; /* the time recorded in sidecars */
     /* Called in manifest order, on the calling thread; non-zero stops. */
     int (*on_discrepancy)(void *ctx, const verify_discrepancy *d);
