@@ -204,20 +204,94 @@ int snap_tree_copy(const snap_tree_ops *ops, const char *src, const char *dst,
 }
 
 /* rm -r, streaming, without following symlinks.  Read-only btrfs
- * subvolumes must have been made writable first. */
-static int remove_at(int pfd, const char *name)
+ * subvolumes must have been made writable first.
+ *
+ * Removing a hard link moves the ctime of the inode it shared with the
+ * live tree, which would leave the live record unknown (see
+ * backend_hardlink.c).  So for a data file that is the same inode as its
+ * live counterpart (LIVE/REL), the live record is re-bound after the
+ * unlink.  A request replacing the live file meanwhile makes LIVE/REL
+ * another inode: then sidecar_rebind finds nothing to do. */
+struct rm {
+    char path[PATH_MAX], live[PATH_MAX];
+    int has_live; /* live holds the counterpart of path */
+};
+
+static int remove_at(struct rm *r, int pfd, const char *name, int sidecar)
 {
+    size_t pl = strlen(r->path), ll = strlen(r->live);
     int fd, rv = 0;
     struct dirent *de;
+    struct stat st, lbefore, lafter;
     DIR *dir;
 
-    if (unlinkat(pfd, name, 0) == 0 || errno == ENOENT)
-        return 0;
-    if (errno != EISDIR && errno != EPERM)
-        return -errno;
+    if (snprintf(r->path + pl, sizeof(r->path) - pl, "/%s", name) >=
+            (int)(sizeof(r->path) - pl) ||
+        snprintf(r->live + ll, sizeof(r->live) - ll, "/%s", name) >=
+            (int)(sizeof(r->live) - ll)) {
+        rv = -ENAMETOOLONG;
+        goto out;
+    }
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        rv = errno == ENOENT ? 0 : -errno;
+        goto out;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        int rebind = r->has_live && !sidecar && S_ISREG(st.st_mode) &&
+                     st.st_nlink > 1 && lstat(r->live, &lbefore) == 0 &&
+                     lbefore.st_ino == st.st_ino &&
+                     lbefore.st_dev == st.st_dev;
+        if (unlinkat(pfd, name, 0) != 0 && errno != ENOENT)
+            rv = -errno;
+        else if (rebind && lstat(r->live, &lafter) == 0) {
+            r->live[ll] = '\0';
+            rv = sidecar_rebind(r->live, name, &lbefore, &lafter);
+        }
+        goto out;
+    }
     fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        rv = errno == ENOENT ? 0 : -errno;
+        goto out;
+    }
+    if (!(dir = fdopendir(fd))) {
+        close(fd);
+        rv = -errno;
+        goto out;
+    }
+    while (!rv) {
+        errno = 0;
+        if (!(de = readdir(dir))) {
+            rv = errno ? -errno : 0;
+            break;
+        }
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            rv = remove_at(r, dirfd(dir), de->d_name,
+                           sidecar || !strcmp(de->d_name, SIDECAR_DIR));
+    }
+    closedir(dir);
+    if (!rv && unlinkat(pfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        rv = -errno;
+out:
+    r->path[pl] = r->live[ll] = '\0';
+    return rv;
+}
+
+int snap_remove_tree(const char *path, const char *live)
+{
+    struct dirent *de;
+    struct rm r;
+    int fd, rv = 0;
+    DIR *dir;
+
+    r.has_live = live != NULL;
+    if (snprintf(r.path, sizeof(r.path), "%s", path) >= (int)sizeof(r.path) ||
+        snprintf(r.live, sizeof(r.live), "%s", live ? live : "") >=
+            (int)sizeof(r.live))
+        return -ENAMETOOLONG;
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return -errno;
+        return errno == ENOTDIR ? (unlink(path) ? -errno : 0) : -errno;
     if (!(dir = fdopendir(fd))) {
         close(fd);
         return -errno;
@@ -229,15 +303,11 @@ static int remove_at(int pfd, const char *name)
             break;
         }
         if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            rv = remove_at(dirfd(dir), de->d_name);
+            rv = remove_at(&r, dirfd(dir), de->d_name,
+                           !strcmp(de->d_name, SIDECAR_DIR));
     }
     closedir(dir);
-    if (!rv && unlinkat(pfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+    if (!rv && rmdir(path) != 0 && errno != ENOENT)
         rv = -errno;
     return rv;
-}
-
-int snap_remove_tree(const char *path)
-{
-    return remove_at(AT_FDCWD, path);
 }

@@ -226,7 +226,7 @@ static int create_tree(const char *live, const char *snaps, const char *name,
     if (!rv && renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE))
         rv = -errno;
     if (rv) {
-        snap_remove_tree(tmp); /* else recovery will */
+        snap_remove_tree(tmp, live); /* else recovery will */
         return rv;
     }
     return sync_dir(snaps);
@@ -303,13 +303,14 @@ out:
 
 int snapshot_delete(const char *volume, const char *name)
 {
-    char snaps[PATH_MAX], final[PATH_MAX], tmp[PATH_MAX];
+    char snaps[PATH_MAX], final[PATH_MAX], tmp[PATH_MAX], live[PATH_MAX];
     struct stat st;
     int rv, had_tree;
 
     if (!snapshot_name_valid(name))
         return -EINVAL;
     if ((rv = pathf(snaps, sizeof(snaps), "%s/%s", volume, "snapshots")) ||
+        (rv = pathf(live, sizeof(live), "%s/%s", volume, "live")) ||
         (rv = pathf(final, sizeof(final), "%s/%s", snaps, name)))
         return rv;
     had_tree = lstat(final, &st) == 0;
@@ -328,7 +329,7 @@ int snapshot_delete(const char *volume, const char *name)
             return -errno;
         if ((rv = sync_dir(snaps)) != 0)
             return rv;
-        if ((rv = snap_remove_tree(tmp)) != 0 && rv != -ENOENT)
+        if ((rv = snap_remove_tree(tmp, live)) != 0 && rv != -ENOENT)
             return rv;
     }
     /* The record last: a crash before this leaves a record without a
@@ -358,13 +359,14 @@ static int has_leftovers(const char *snaps)
 
 int snapshot_recover(const char *volume, int timeout_ms)
 {
-    char snaps[PATH_MAX], path[PATH_MAX];
+    char snaps[PATH_MAX], path[PATH_MAX], live[PATH_MAX];
     struct dirent *de;
     int rv, removed = 0;
     barrier b;
     DIR *d;
 
-    if ((rv = pathf(snaps, sizeof(snaps), "%s/%s", volume, "snapshots")))
+    if ((rv = pathf(snaps, sizeof(snaps), "%s/%s", volume, "snapshots")) ||
+        (rv = pathf(live, sizeof(live), "%s/%s", volume, "live")))
         return rv;
     if (!has_leftovers(snaps))
         return 0; /* the common case takes no barrier */
@@ -386,7 +388,7 @@ int snapshot_recover(const char *volume, int timeout_ms)
             break;
         if (snap_btrfs_is_subvolume(path))
             snap_btrfs_make_writable(path);
-        rv = snap_remove_tree(path);
+        rv = snap_remove_tree(path, live);
         if (rv == -ENOENT)
             rv = 0; /* a concurrent delete removed its own */
         else if (!rv)

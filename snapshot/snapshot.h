@@ -99,7 +99,9 @@ int snapshot_volume_init(const char *volume, int *subvol);
 /* Internal, shared between the backends. */
 int snap_tree_copy(const snap_tree_ops *ops, const char *src, const char *dst,
                    snap_counts *counts);
-int snap_remove_tree(const char *path);
+/* rm -r of PATH; LIVE (may be NULL) is the live tree PATH is a snapshot
+ * of, whose records are re-bound when a shared inode loses a link. */
+int snap_remove_tree(const char *path, const char *live);
 int snap_btrfs_is_subvolume(const char *path);
 int snap_btrfs_snapshot(const char *src, const char *dst_parent,
                         const char *dst_name);
