@@ -124,4 +124,28 @@ ok(!-e "$vol/snapshots/$_", "$_ removed") for @pins;
 my @kl = map { /^keep\s+(\S+)/ ? $1 : () } split /\n/, $o;
 is_deeply([sort @kl], [sort @newest[0 .. 2]], '--keep-last 3: the three newest');
 
+# The nightly unit's commands, as systemd runs them (%% is %, ${VAR}
+# expanded), on a fresh volume: a time-sorted name, then the default prune.
+{
+    my $unit = MirrorDAV::Test->top . '/conf/mirrordav-snapshot.service';
+    open my $fh, '<', $unit or die "$unit: $!";
+    my %cmd = map { /^(ExecStart|ExecStartPost)=(.*)$/ ? ($1 => $2) : () } <$fh>;
+    my $v = "$base/nightly";
+    make_path("$v/live", "$v/snapshots", "$v/state");
+    spew("$v/live/f", "x");
+    for my $k (qw(ExecStart ExecStartPost)) {
+        my $c = $cmd{$k} // '';
+        $c =~ s/%%/%/g;
+        $c =~ s/\$\{MIRRORDAV_VOLUME\}/$v/g;
+        $c =~ s{/usr/local/bin/mirrordav}{$admin}g;
+        my $out = `$c 2>&1`;
+        is($?, 0, "unit's $k runs") or diag("$c\n$out");
+    }
+    my @n = map { s{.*/}{}r } glob("$v/snapshots/*");
+    is(scalar @n, 1, 'one snapshot');
+    like($n[0] // '', qr/^nightly-\d{8}T\d{6}Z$/, "named to sort by time ($n[0])");
+    like($cmd{ExecStartPost} // '',
+         qr/--keep-daily 30 --keep-monthly 12 --keep-yearly 5/, 'default policy');
+}
+
 done_testing();
