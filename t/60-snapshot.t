@@ -195,6 +195,29 @@ run_ok("snapshot create s9 --volume '$vol' --backend btrfs", 1,
 run_ok("snapshot create s9 --volume '$vol' --backend nope", 2, 'unknown backend');
 ok(!-e "$vol/snapshots/s9", 'nothing left by the refusals');
 
+# ------------------------------------------------------- the barrier
+# A write request in flight holds the barrier shared (state/barrier):
+# create waits for it, at most --timeout, then fails leaving nothing.
+{
+    use Fcntl qw(:flock);
+    open my $bar, '<', "$vol/state/barrier" or die "barrier: $!";
+    flock($bar, LOCK_SH) or die;
+    my ($o, $rc) = admin("snapshot create held --volume '$vol' --timeout 1");
+    is($rc, 1, 'create fails while a writer holds the barrier past --timeout');
+    like($o, qr/did not drain/, '... naming the cause');
+    ok(!-e "$vol/snapshots/held" && !(() = glob("$vol/snapshots/.tmp-*")),
+       '... and leaves nothing');
+    my $pid = fork // die;
+    if (!$pid) { sleep 1; exit 0 }    # the writer's reply after 1 s
+    # The child inherited the lock's open file: releasing needs both to
+    # close; the parent closes now, the child on exit.
+    close $bar;
+    ($o, $rc) = admin("snapshot create held --volume '$vol' --timeout 30");
+    is($rc, 0, 'create waits for the writer to finish, then succeeds') or diag($o);
+    waitpid $pid, 0;
+    run_ok("snapshot delete held --volume '$vol'", 0, 'delete it');
+}
+
 # ---------------------------------------------------------- list, pin
 run_ok("snapshot pin s1 --volume '$vol'", 0, 'pin');
 $out = run_ok("snapshot list --volume '$vol'", 0, 'list');
@@ -244,7 +267,10 @@ fsck_clean($live, 'live SHA-1s current after unlink() moved the ctime again');
             exec $admin, 'snapshot', 'create', "k$r", '--volume', $v3;
             exit 127;
         }
-        sleep(0.02 + rand(1.2));
+        # Once the build has begun (its temp folder exists), at a random
+        # point of it.
+        for (1 .. 2000) { last if () = glob("$v3/snapshots/.tmp-k$r-*"); sleep 0.005 }
+        sleep(rand(0.5));
         kill 'KILL', $pid;
         waitpid $pid, 0;
         ($? & 127) == 9 ? $killed++ : $done++;
@@ -257,7 +283,7 @@ fsck_clean($live, 'live SHA-1s current after unlink() moved the ctime again');
         my $l = eval { JSON::PP->new->decode($o) } || [];
         ok(!grep({ ($_->{files} // -1) != 10_000 } @$l),
            "round $r: list shows no half snapshot") or diag($o);
-        ok(!glob("$v3/snapshots/.tmp-*"), "round $r: list removed the leftovers");
+        ok(!(() = glob("$v3/snapshots/.tmp-*")), "round $r: list removed the leftovers");
     }
     diag("$killed killed mid-create, $done finished first");
     cmp_ok($killed, '>', 0, 'at least one create was killed midway');
