@@ -481,9 +481,9 @@ int cmd_snapshot(int argc, char **argv)
                         : strerror(-rv));
             return 1;
         }
-        printf("%s: %s, %llu files, %llu bytes\n", name,
+        printf("%s: %s, %llu files, %llu bytes, writes held %.3f s\n", name,
                snapshot_backend_name(used), (unsigned long long)c.files,
-               (unsigned long long)c.bytes);
+               (unsigned long long)c.bytes, c.barrier_us / 1e6);
         return 0;
     }
     if (!strcmp(sub, "delete")) {

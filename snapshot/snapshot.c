@@ -240,8 +240,9 @@ int snapshot_create(const char *volume, const char *name,
     snap_backend_id id = opts ? opts->backend : SNAP_AUTO;
     int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms
                                                : SNAPSHOT_DEFAULT_TIMEOUT_MS;
-    snap_counts c = {0, 0};
+    snap_counts c = {0, 0, 0};
     struct stat sl, ss;
+    struct timespec t0, t1;
     barrier b;
     int rv;
 
@@ -263,12 +264,14 @@ int snapshot_create(const char *volume, const char *name,
         return -EOPNOTSUPP;
     if ((rv = barrier_enter_exclusive(volume, timeout, &b)) != 0)
         return rv;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (access(final, F_OK) == 0) {
         rv = -EEXIST;
         goto out;
     }
     if (id == SNAP_BTRFS) {
         rv = snap_btrfs_snapshot(live, snaps, name);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         barrier_leave(&b);
         if (!rv)
             rv = sync_dir(snaps);
@@ -291,8 +294,12 @@ int snapshot_create(const char *volume, const char *name,
         rv = write_record(volume, name, id, &c);
     }
 out:
+    if (b.fd >= 0)
+        clock_gettime(CLOCK_MONOTONIC, &t1);
     barrier_leave(&b);
     if (!rv) {
+        c.barrier_us = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                  (t1.tv_nsec - t0.tv_nsec) / 1000);
         if (counts)
             *counts = c;
         if (used)

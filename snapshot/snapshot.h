@@ -37,6 +37,7 @@ typedef enum {
 typedef struct {
     uint64_t files; /* regular data files, sidecar databases not counted */
     uint64_t bytes; /* their apparent sizes */
+    uint64_t barrier_us; /* how long writes were held off (create) */
 } snap_counts;
 
 /* A tree backend's per-file operation: makes DST_DIR/NAME share the data of
