@@ -234,6 +234,18 @@ is($s1->{files}, 25, 'json files');
 ok($s1->{pinned}, 'json pinned');
 like($s1->{created}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'json created ISO 8601');
 run_ok("snapshot unpin s1 --volume '$vol'", 0, 'unpin');
+# The verifier's keys in the record (mirrordav verify writes them).
+{
+    open my $fh, '>>', "$vol/state/snapshots/s1.rec" or die;
+    print $fh "verify_time=1796000000\nverify_status=discrepancies\nverify_discrepancies=3\n";
+    close $fh;
+    like(scalar `'$admin' snapshot list --volume '$vol'`,
+         qr/^s1\s.*\sdiscrepancies \(3\)\s+no$/m, 'list shows the verification result');
+    my $l = JSON::PP->new->decode(scalar `'$admin' snapshot list --volume '$vol' --json`);
+    my ($j) = grep { $_->{name} eq 's1' } @$l;
+    is("$j->{verify_status} $j->{verify_discrepancies}", 'discrepancies 3',
+       'and in JSON');
+}
 
 # ---------------------------------------------------------------- delete
 run_ok("snapshot delete $_ --volume '$vol'", 0, "delete $_")
