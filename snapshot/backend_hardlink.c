@@ -28,15 +28,15 @@
 #include "snapshot/snapshot.h"
 
 static int hardlink_file(const char *src, int sfd, const char *dst, int dfd,
-                         const char *name, const struct stat *st, int sidecar)
+                         const char *name, const struct stat *st, int flags)
 {
     struct stat after;
 
     (void)dst;
     if (linkat(sfd, name, dfd, name, 0) != 0)
         return -errno;
-    if (sidecar)
-        return 0;
+    if (flags)
+        return 0; /* a database itself, or no record to re-bind */
     if (fstatat(sfd, name, &after, AT_SYMLINK_NOFOLLOW) != 0)
         return -errno;
     /* Under the exclusive barrier no request changes the data, so BEFORE

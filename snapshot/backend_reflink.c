@@ -22,7 +22,7 @@
 #include "snapshot/snapshot.h"
 
 static int reflink_file(const char *src, int sfd, const char *dst, int dfd,
-                        const char *name, const struct stat *st, int sidecar)
+                        const char *name, const struct stat *st, int flags)
 {
     struct stat before, after, copy;
     struct timespec t[2];
@@ -54,8 +54,8 @@ static int reflink_file(const char *src, int sfd, const char *dst, int dfd,
     }
     close(in);
     close(out);
-    if (rv || sidecar)
-        return rv;
+    if (rv || flags)
+        return rv; /* a database itself, or no record to re-bind */
     return sidecar_rebind_copy(dst, name, &before, &after, &copy);
 }
 

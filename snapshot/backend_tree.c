@@ -110,7 +110,7 @@ static int copy_subdir(struct walk *w, int sfd, int dfd, const char *name,
 
 static int copy_dir(struct walk *w, int sfd, int dfd, int sidecar)
 {
-    int dupfd = dup(sfd), rv = 0, have_sidecar = 0;
+    int dupfd = dup(sfd), rv = 0, have_sidecar = 0, no_records;
     struct stat sidecar_st;
     struct dirent *de;
     DIR *dir;
@@ -121,8 +121,12 @@ static int copy_dir(struct walk *w, int sfd, int dfd, int sidecar)
         close(dupfd);
         return -errno;
     }
-    if (!sidecar && w->ops->sidecar_first &&
-        fstatat(sfd, SIDECAR_DIR, &sidecar_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+    /* A folder without .mirrordav/ has no record to re-bind: saves a
+     * lookup per file.  None can appear meanwhile: the barrier holds off
+     * the writers. */
+    no_records =
+        fstatat(sfd, SIDECAR_DIR, &sidecar_st, AT_SYMLINK_NOFOLLOW) != 0;
+    if (!sidecar && w->ops->sidecar_first && !no_records &&
         S_ISDIR(sidecar_st.st_mode)) {
         if ((rv = copy_subdir(w, sfd, dfd, SIDECAR_DIR, &sidecar_st, 1)))
             goto out;
@@ -154,7 +158,9 @@ static int copy_dir(struct walk *w, int sfd, int dfd, int sidecar)
             rv = copy_subdir(w, sfd, dfd, de->d_name, &st, sidecar);
         else if (S_ISREG(st.st_mode)) {
             rv = w->ops->share_file(w->src, sfd, w->dst, dfd, de->d_name, &st,
-                                    sidecar);
+                                    sidecar      ? SNAP_F_SIDECAR
+                                    : no_records ? SNAP_F_NO_RECORDS
+                                                 : 0);
             if (!rv && !sidecar) {
                 w->counts->files++;
                 w->counts->bytes += (uint64_t)st.st_size;

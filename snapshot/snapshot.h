@@ -42,8 +42,11 @@ typedef struct {
 
 /* A tree backend's per-file operation: makes DST_DIR/NAME share the data of
  * SRC_DIR/NAME (regular file, lstat ST).  SRC/DST are the directory paths
- * (for the sidecar library), SFD/DFD open descriptors on them.  SIDECAR is
- * non-zero for a file inside a .mirrordav/ folder. */
+ * (for the sidecar library), SFD/DFD open descriptors on them.  FLAGS:
+ * SNAP_F_SIDECAR for a file inside a .mirrordav/ folder, SNAP_F_NO_RECORDS
+ * when SRC has no .mirrordav/ folder (no record to re-bind). */
+#define SNAP_F_SIDECAR    1
+#define SNAP_F_NO_RECORDS 2
 typedef struct {
     const char *name;
     /* Non-zero: a directory's .mirrordav/ is shared before its files
@@ -52,7 +55,7 @@ typedef struct {
      * snapshot links the re-bound databases). */
     int sidecar_first;
     int (*share_file)(const char *src, int sfd, const char *dst, int dfd,
-                      const char *name, const struct stat *st, int sidecar);
+                      const char *name, const struct stat *st, int flags);
 } snap_tree_ops;
 
 extern const snap_tree_ops snap_reflink_ops, snap_hardlink_ops;
