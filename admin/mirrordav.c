@@ -23,6 +23,8 @@ static const mirrordav_command commands[] = {
     {"fsck", cmd_fsck, "check (--repair: fix) sidecars against the data"},
     {"manifest", cmd_manifest, "generate|check a tree's manifest"},
     {"verify", cmd_verify, "check a snapshot against its manifests"},
+    {"snapshot", cmd_snapshot, "create|list|delete|prune|pin|unpin snapshots"},
+    {"volume", cmd_volume, "init a volume (live/, snapshots/, state/)"},
     {NULL, NULL, NULL},
 };
 

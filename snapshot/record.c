@@ -137,3 +137,26 @@ out:
         close(lock);
     return rv;
 }
+
+int snaprec_delete(const char *volume, const char *name)
+{
+    char dir[PATH_MAX], path[PATH_MAX], lockp[PATH_MAX];
+    int lock, rv;
+
+    if ((rv = rec_path(volume, name, NULL, path, sizeof(path))) != 0 ||
+        (rv = rec_path(volume, name, ".lock", lockp, sizeof(lockp))) != 0)
+        return rv;
+    snprintf(dir, sizeof(dir), "%s/" SNAPREC_DIR, volume);
+    if ((lock = open(lockp, O_RDWR | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? -ENOENT : -errno;
+    /* Under the writers' lock, so that a concurrent snaprec_set does not
+     * rename a record back in from its copy of the old one. */
+    if (flock(lock, LOCK_EX) != 0)
+        rv = -errno;
+    else if (unlink(path) != 0)
+        rv = -errno;
+    else
+        rv = sync_dir(dir);
+    close(lock);
+    return rv;
+}

@@ -27,4 +27,8 @@ int snaprec_get(const char *volume, const char *name, const char *key,
 int snaprec_set(const char *volume, const char *name, const char *const *keys,
                 const char *const *values, size_t n);
 
+/* Removes NAME's record (under the folder's lock, then an fsync of the
+ * folder).  -ENOENT if there was none. */
+int snaprec_delete(const char *volume, const char *name);
+
 #endif
