@@ -156,7 +156,7 @@ int snaprec_delete(const char *volume, const char *name)
     else if (unlink(path) != 0)
         rv = -errno;
     else
-        rv = sync_dir(dir);
+        rv = publish_sync_dir(dir);
     close(lock);
     return rv;
 }
