@@ -143,6 +143,11 @@ static dav_error *walk_members(walk_ctx *ctx, const dav_resource *dir,
         if ((err = mirrordav_dir_next(scratch, d, &de, &done)) != NULL || done)
             break;
         is_dir = de.finfo.filetype == APR_DIR;
+        if (dinfo->conf->snapshots == 1 && !*dinfo->relpath &&
+            !mirrordav_snapshot_listed(scratch, dinfo->conf, de.name)) {
+            apr_pool_clear(scratch); /* not a complete snapshot */
+            continue;
+        }
         uri = apr_pstrcat(scratch, dir->uri, sep, de.name, is_dir ? "/" : "",
                           NULL);
         res = mirrordav_new_resource(
