@@ -90,8 +90,7 @@ int mirrordav_cow_break(apr_pool_t *p, const mirrordav_conf *conf,
     if ((e = copy_xattrs(in, out)) != 0)
         goto out;
     /* Times last: nothing after them moves the mtime. */
-    if (fchmod(out, st->st_mode & 07777) != 0 ||
-        futimens(out, times) != 0 ||
+    if (fchmod(out, st->st_mode & 07777) != 0 || futimens(out, times) != 0 ||
         (mirrordav_fsync_enabled(conf) && fsync(out) != 0)) {
         e = errno;
         goto out;

@@ -30,18 +30,18 @@
 #define MIRRORDAV_COPY_BUF (256 * 1024)
 
 typedef struct {
-    const char *root_uri;  /* the <Location> prefix, without trailing '/' */
-    const char *volume;    /* volume root */
-    const char *live;      /* volume/live: the served tree */
-    const char *state;     /* volume/state */
-    int fsync;             /* fsync before acknowledging; -1 = unset (on) */
-    int hash;              /* SHA-1 on receipt; -1 = unset (on) */
-    apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
-    int passive;           /* files served inert (CSP sandbox, nosniff);
-                              -1 = unset (on) */
-    int max_props;         /* dead properties per resource; -1 = unset */
-    int snapshots;         /* MirrorDAVSnapshots: this location serves
-                              volume/snapshots read-only; -1 = unset (off) */
+    const char *root_uri;     /* the <Location> prefix, without trailing '/' */
+    const char *volume;       /* volume root */
+    const char *live;         /* volume/live: the served tree */
+    const char *state;        /* volume/state */
+    int fsync;                /* fsync before acknowledging; -1 = unset (on) */
+    int hash;                 /* SHA-1 on receipt; -1 = unset (on) */
+    apr_off_t max_decoded;    /* gzip decoded size limit; -1 = unset */
+    int passive;              /* files served inert (CSP sandbox, nosniff);
+                                 -1 = unset (on) */
+    int max_props;            /* dead properties per resource; -1 = unset */
+    int snapshots;            /* MirrorDAVSnapshots: this location serves
+                                 volume/snapshots read-only; -1 = unset (off) */
     const char *snap_backend; /* MirrorDAVSnapshotBackend; NULL = auto */
     int snap_timeout_ms;      /* MirrorDAVSnapshotTimeout; -1 = unset */
 } mirrordav_conf;

@@ -77,9 +77,9 @@ static const char *set_volume(cmd_parms *cmd, void *dconf, const char *arg)
     while (n > 1 && arg[n - 1] == '/')
         n--;
     conf->volume = apr_pstrmemdup(cmd->pool, arg, n);
-    conf->live = apr_pstrcat(cmd->pool, conf->volume,
-                             conf->snapshots == 1 ? "/snapshots" : "/live",
-                             NULL);
+    conf->live =
+        apr_pstrcat(cmd->pool, conf->volume,
+                    conf->snapshots == 1 ? "/snapshots" : "/live", NULL);
     conf->state = apr_pstrcat(cmd->pool, conf->volume, "/state", NULL);
     return NULL;
 }
@@ -147,8 +147,7 @@ static const char *set_snap_backend(cmd_parms *cmd, void *dconf,
         strcmp(arg, "reflink") && strcmp(arg, "hardlink"))
         return "MirrorDAVSnapshotBackend takes auto, btrfs, reflink or "
                "hardlink";
-    ((mirrordav_conf *)dconf)->snap_backend =
-        strcmp(arg, "auto") ? arg : NULL;
+    ((mirrordav_conf *)dconf)->snap_backend = strcmp(arg, "auto") ? arg : NULL;
     return NULL;
 }
 

@@ -47,8 +47,8 @@ int mirrordav_snapshot_listed(apr_pool_t *p, const mirrordav_conf *conf,
      * removes it before the data goes: a temporary or half-removed tree
      * (under another name, with no record) is never shown. */
     return snapshot_name_valid(name) &&
-           stat(apr_pstrcat(p, conf->volume, "/" SNAPREC_DIR "/", name,
-                            ".rec", NULL),
+           stat(apr_pstrcat(p, conf->volume, "/" SNAPREC_DIR "/", name, ".rec",
+                            NULL),
                 &st) == 0;
 }
 
@@ -115,9 +115,9 @@ static int refuse(request_rec *r, int status, const char *msg)
 
 static int read_only(request_rec *r, const char *why)
 {
-    return refuse(r, HTTP_FORBIDDEN,
-                  apr_pstrcat(r->pool, "Snapshots are read-only: ", why,
-                              NULL));
+    return refuse(
+        r, HTTP_FORBIDDEN,
+        apr_pstrcat(r->pool, "Snapshots are read-only: ", why, NULL));
 }
 
 /* The methods that change the live tree (or its locks), and so hold the
@@ -217,8 +217,8 @@ static int in_snapshots(request_rec *r, const mirrordav_conf *conf)
     if (r->method_number == M_GET || r->method_number == M_OPTIONS ||
         r->method_number == M_PROPFIND)
         return DECLINED;
-    if (mirrordav_uri_to_relpath(r->pool, conf->root_uri, r->uri,
-                                 &relpath) != MIRRORDAV_PATH_OK)
+    if (mirrordav_uri_to_relpath(r->pool, conf->root_uri, r->uri, &relpath) !=
+        MIRRORDAV_PATH_OK)
         return DECLINED; /* translate_name has refused it */
     slash = strchr(relpath, '/');
 
@@ -265,9 +265,9 @@ static int in_snapshots(request_rec *r, const mirrordav_conf *conf)
     case M_UNLOCK:
         return read_only(r, "nothing in a snapshot is locked.");
     default:
-        return read_only(r, apr_pstrcat(r->pool, r->method,
-                                        " is refused under /snapshots/.",
-                                        NULL));
+        return read_only(r,
+                         apr_pstrcat(r->pool, r->method,
+                                     " is refused under /snapshots/.", NULL));
     }
 }
 
@@ -284,8 +284,9 @@ int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf)
     if (r->method_number == M_COPY || r->method_number == M_MOVE) {
         dc = destination_conf(r);
         if (dc && dc->snapshots == 1)
-            return read_only(r, apr_pstrcat(r->pool, "a snapshot cannot be "
-                                                     "the destination of a ",
+            return read_only(r, apr_pstrcat(r->pool,
+                                            "a snapshot cannot be "
+                                            "the destination of a ",
                                             r->method, ".", NULL));
     }
     return enter_barrier(r, conf->volume);
@@ -333,8 +334,9 @@ static int handler(request_rec *r)
         !*name || strchr(name, '/'))
         return DECLINED;
     if (ap_discard_request_body(r) != OK)
-        return refuse(r, HTTP_BAD_REQUEST, "Could not read the request "
-                                           "body.");
+        return refuse(r, HTTP_BAD_REQUEST,
+                      "Could not read the request "
+                      "body.");
     if (!snapshot_name_valid(name))
         return refuse(r, HTTP_BAD_REQUEST,
                       "Invalid snapshot name: 1 to 128 of A-Z a-z 0-9 "
@@ -345,11 +347,10 @@ static int handler(request_rec *r)
         rc = snapshot_create(conf->volume, name, conf->snap_backend, timeout,
                              err, sizeof(err));
         if (rc == 0) {
-            apr_table_setn(r->headers_out, "Location",
-                           ap_construct_url(r->pool,
-                                            apr_pstrcat(r->pool, r->uri, "/",
-                                                        NULL),
-                                            r));
+            apr_table_setn(
+                r->headers_out, "Location",
+                ap_construct_url(r->pool,
+                                 apr_pstrcat(r->pool, r->uri, "/", NULL), r));
             r->status = HTTP_CREATED;
             ap_set_content_type(r, "text/plain; charset=utf-8");
             ap_rprintf(r, "Snapshot %s taken.\n", name);
@@ -392,8 +393,9 @@ static const char *const namespace_uris[] = {MIRRORDAV_NS, NULL};
 
 /* The record's keys, by property. */
 static const char *const rec_keys[] = {
-    NULL,          "backend",      "files", "bytes", "verify_status",
-    "verify_discrepancies", "verify_time",
+    NULL,          "backend",       "files",
+    "bytes",       "verify_status", "verify_discrepancies",
+    "verify_time",
 };
 
 static const dav_liveprop_spec props[] = {
@@ -434,8 +436,7 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
     qname = apr_pstrcat(p, "lp", apr_itoa(p, ns), ":", info->name, NULL);
     if (what == DAV_PROP_INSERT_SUPPORTED)
         apr_text_append(p, phdr,
-                        apr_pstrcat(p,
-                                    "<D:supported-live-property D:name=\"",
+                        apr_pstrcat(p, "<D:supported-live-property D:name=\"",
                                     info->name, "\" D:namespace=\"",
                                     MIRRORDAV_NS, "\"/>" DEBUG_CR, NULL));
     else if (what == DAV_PROP_INSERT_VALUE)

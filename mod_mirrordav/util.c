@@ -50,8 +50,7 @@ void mirrordav_sidecar_entry(const dav_resource *resource, const char **dir,
 {
     const char *path = resource->info->path;
 
-    if (*resource->info->relpath &&
-        !mirrordav_is_snapshot_entry(resource)) {
+    if (*resource->info->relpath && !mirrordav_is_snapshot_entry(resource)) {
         *dir = mirrordav_dirname(resource->pool, path);
         *name = mirrordav_basename(path);
     }

@@ -42,8 +42,9 @@ struct counts {
     uint64_t files, bytes;
 };
 
-/* Links the tree under directory SRC into the new directory DST. */
-static int link_tree(int src, int dst, struct counts *c)
+/* Links the tree under directory SRC into the new directory DST; counts
+ * the data files (not those of sidecar folders). */
+static int link_tree(int src, int dst, struct counts *c, int sidecars)
 {
     DIR *d = fdopendir(src);
     struct dirent *de;
@@ -67,8 +68,10 @@ static int link_tree(int src, int dst, struct counts *c)
         if (S_ISREG(st.st_mode)) {
             if (linkat(dirfd(d), n, dst, n, 0) != 0)
                 rc = -errno;
-            c->files++;
-            c->bytes += (uint64_t)st.st_size;
+            if (!sidecars) {
+                c->files++;
+                c->bytes += (uint64_t)st.st_size;
+            }
         }
         else if (S_ISDIR(st.st_mode)) {
             struct timespec ts[2] = {st.st_atim, st.st_mtim};
@@ -78,10 +81,10 @@ static int link_tree(int src, int dst, struct counts *c)
                 rc = -errno;
                 break;
             }
-            s = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                        O_CLOEXEC);
-            t = openat(dst, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                   O_CLOEXEC);
+            s = openat(dirfd(d), n,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            t = openat(dst, n,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (s < 0 || t < 0) {
                 rc = -errno;
                 if (s >= 0)
@@ -90,7 +93,8 @@ static int link_tree(int src, int dst, struct counts *c)
                     close(t);
                 break;
             }
-            rc = link_tree(s, t, c); /* closes s */
+            rc = link_tree(s, t, c, sidecars || strcmp(n, ".mirrordav") == 0);
+            /* (closes s) */
             /* Times last: linking the members moved them. */
             if (rc == 0 && futimens(t, ts) != 0)
                 rc = -errno;
@@ -106,8 +110,8 @@ static int link_tree(int src, int dst, struct counts *c)
 
 static int remove_tree_at(int dir, const char *name)
 {
-    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                   O_CLOEXEC);
+    int fd =
+        openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct dirent *de;
     DIR *d;
     int rc = 0;
@@ -186,7 +190,7 @@ int snapshot_create(const char *volume, const char *name, const char *backend,
         say(err, errsz, "could not start the snapshot", rc);
         goto out;
     }
-    rc = link_tree(s, t, &c);
+    rc = link_tree(s, t, &c, 0);
     s = -1; /* closed by link_tree */
     if (rc == 0) {
         struct timespec ts[2] = {st.st_atim, st.st_mtim};
