@@ -196,6 +196,13 @@ void mirrordav_register_snapshot_hooks(apr_pool_t *p);
  * record (a snapshot being built or removed has none). */
 int mirrordav_snapshot_listed(apr_pool_t *p, const mirrordav_conf *conf,
                               const char *name);
+int mirrordav_snapshot_listed_in(apr_pool_t *p, const char *volume,
+                                 const char *name);
+/* Notes (at configuration time) that ROOT is VOLUME's snapshots folder;
+ * the volume of the snapshots folder PATH, or NULL if it is none. */
+void mirrordav_note_snapshots_root(apr_pool_t *pconf, const char *root,
+                                   const char *volume);
+const char *mirrordav_snapshots_root_volume(const char *path);
 /* RESOURCE is /snapshots/NAME itself. */
 int mirrordav_is_snapshot_entry(const dav_resource *resource);
 /* DAV:creationdate: the snapshot's recorded creation for /snapshots/NAME,

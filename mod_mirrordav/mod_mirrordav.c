@@ -80,6 +80,8 @@ static const char *set_volume(cmd_parms *cmd, void *dconf, const char *arg)
     conf->live =
         apr_pstrcat(cmd->pool, conf->volume,
                     conf->snapshots == 1 ? "/snapshots" : "/live", NULL);
+    if (conf->snapshots == 1)
+        mirrordav_note_snapshots_root(cmd->pool, conf->live, conf->volume);
     conf->state = apr_pstrcat(cmd->pool, conf->volume, "/state", NULL);
     return NULL;
 }
@@ -134,9 +136,12 @@ static const char *set_snapshots(cmd_parms *cmd, void *dconf, int on)
     mirrordav_conf *conf = dconf;
 
     conf->snapshots = on;
-    if (conf->volume)
+    if (conf->volume) {
         conf->live = apr_pstrcat(cmd->pool, conf->volume,
                                  on ? "/snapshots" : "/live", NULL);
+        if (on)
+            mirrordav_note_snapshots_root(cmd->pool, conf->live, conf->volume);
+    }
     return NULL;
 }
 

@@ -38,8 +38,8 @@
 
 /* ------------------------------------------------------------ listing */
 
-int mirrordav_snapshot_listed(apr_pool_t *p, const mirrordav_conf *conf,
-                              const char *name)
+int mirrordav_snapshot_listed_in(apr_pool_t *p, const char *volume,
+                                 const char *name)
 {
     struct stat st;
 
@@ -47,9 +47,53 @@ int mirrordav_snapshot_listed(apr_pool_t *p, const mirrordav_conf *conf,
      * removes it before the data goes: a temporary or half-removed tree
      * (under another name, with no record) is never shown. */
     return snapshot_name_valid(name) &&
-           stat(apr_pstrcat(p, conf->volume, "/" SNAPREC_DIR "/", name, ".rec",
-                            NULL),
-                &st) == 0;
+           stat(
+               apr_pstrcat(p, volume, "/" SNAPREC_DIR "/", name, ".rec", NULL),
+               &st) == 0;
+}
+
+int mirrordav_snapshot_listed(apr_pool_t *p, const mirrordav_conf *conf,
+                              const char *name)
+{
+    return mirrordav_snapshot_listed_in(p, conf->volume, name);
+}
+
+/* The snapshots folders of the configured volumes, so that every listing
+ * of one (PROPFIND, the HTML page, a COPY's walk) shows only complete
+ * snapshots.  Built while the configuration is read, read-only after. */
+static apr_array_header_t *snapshot_roots;
+
+static apr_status_t forget_roots(void *data)
+{
+    snapshot_roots = NULL;
+    return APR_SUCCESS;
+}
+
+void mirrordav_note_snapshots_root(apr_pool_t *pconf, const char *root,
+                                   const char *volume)
+{
+    const char **e;
+
+    if (!snapshot_roots) {
+        snapshot_roots = apr_array_make(pconf, 2, 2 * sizeof(char *));
+        apr_pool_cleanup_register(pconf, NULL, forget_roots,
+                                  apr_pool_cleanup_null);
+    }
+    e = apr_array_push(snapshot_roots);
+    e[0] = root;
+    e[1] = volume;
+}
+
+const char *mirrordav_snapshots_root_volume(const char *path)
+{
+    int i;
+
+    for (i = 0; snapshot_roots && i < snapshot_roots->nelts; i++) {
+        const char **e = (const char **)snapshot_roots->elts + 2 * i;
+        if (strcmp(e[0], path) == 0)
+            return e[1];
+    }
+    return NULL;
 }
 
 int mirrordav_is_snapshot_entry(const dav_resource *resource)

@@ -160,6 +160,10 @@ like($resp{'/snapshots/s1/'}, qr{verify-status>discrepancies<}, 's1: verificatio
 like($resp{'/snapshots/s1/'}, qr{verify-discrepancies>3<}, 's1: discrepancies');
 like($resp{'/snapshots/s2/'}, qr{verify-status>unverified<}, 's2: not verified');
 like($x, qr{xmlns:lp\d+="\Q$NS\E"}, 'in the mirrordav namespace');
+$r = $srv->get('/snapshots/', { Accept => 'text/html' });
+is($r->{status}, 200, 'GET /snapshots/ from a browser: a page');
+like($r->{content}, qr{href="[^"]*s1/"}, '... that links to s1');
+unlike($r->{content}, qr{tmp-half}, '... and not to a tree being built');
 
 # Inside a snapshot: like the live tree.
 $r = $srv->propfind('/snapshots/s1/', 1,
