@@ -183,30 +183,39 @@ static int is_write(request_rec *r)
     }
 }
 
-/* The configuration of the location the Destination header names, as
- * mod_dav will resolve it (a subrequest), or NULL when it is not one of
- * ours or is malformed (mod_dav then reports it). */
-static const mirrordav_conf *destination_conf(request_rec *r)
+/* Where the Destination header leads, as mod_dav will resolve it (a
+ * subrequest): 1 if into one of our locations, with *SNAPSHOTS and
+ * *VOLUME set; 0 when it is not ours or is malformed (mod_dav then
+ * reports it).  The subrequest's merged configuration lives in its pool,
+ * so only what outlives it is kept (the volume string is the server
+ * configuration's). */
+static int destination(request_rec *r, int *snapshots, const char **volume)
 {
     const char *dest = apr_table_get(r->headers_in, "Destination");
-    request_rec *sub;
     const mirrordav_conf *dc;
+    request_rec *sub;
     apr_uri_t uri;
     char *path;
+    int ours = 0;
 
     if (!dest || apr_uri_parse(r->pool, dest, &uri) != APR_SUCCESS ||
         !uri.path)
-        return NULL;
+        return 0;
     path = apr_pstrdup(r->pool, uri.path);
     if (!ap_normalize_path(path, AP_NORMALIZE_NOT_ABOVE_ROOT |
                                      AP_NORMALIZE_DECODE_UNRESERVED |
                                      AP_NORMALIZE_MERGE_SLASHES) ||
         ap_unescape_url(path) != OK)
-        return NULL;
+        return 0;
     sub = ap_sub_req_lookup_uri(path, r, NULL);
     dc = ap_get_module_config(sub->request_config, &mirrordav_module);
+    if (dc && dc->volume) {
+        ours = 1;
+        *snapshots = dc->snapshots == 1;
+        *volume = dc->volume;
+    }
     ap_destroy_sub_req(sub);
-    return dc;
+    return ours;
 }
 
 /* ------------------------------------------------------------ barrier */
@@ -256,7 +265,8 @@ static int enter_barrier(request_rec *r, const char *volume)
 static int in_snapshots(request_rec *r, const mirrordav_conf *conf)
 {
     const char *relpath = NULL, *slash;
-    const mirrordav_conf *dc;
+    const char *dvol;
+    int dsnap;
 
     if (r->method_number == M_GET || r->method_number == M_OPTIONS ||
         r->method_number == M_PROPFIND)
@@ -289,12 +299,13 @@ static int in_snapshots(request_rec *r, const mirrordav_conf *conf)
         if (!slash && !*relpath)
             return read_only(r, "COPY of the snapshots collection is "
                                 "refused; copy from /snapshots/NAME/.");
-        dc = destination_conf(r);
-        if (dc && dc->snapshots == 1)
+        if (!destination(r, &dsnap, &dvol))
+            return DECLINED;
+        if (dsnap)
             return read_only(r, "a snapshot cannot be the destination of "
                                 "a COPY.");
         /* A restore into the live tree: a live write. */
-        return dc ? enter_barrier(r, dc->volume) : DECLINED;
+        return enter_barrier(r, dvol);
     case M_MOVE:
         return read_only(r, "nothing can be moved out of a snapshot; "
                             "COPY restores from it.");
@@ -317,7 +328,8 @@ static int in_snapshots(request_rec *r, const mirrordav_conf *conf)
 
 int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf)
 {
-    const mirrordav_conf *dc;
+    const char *dvol;
+    int dsnap;
 
     if (r->main || !conf->volume)
         return DECLINED; /* subrequests belong to their main request */
@@ -326,8 +338,7 @@ int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf)
     if (!is_write(r))
         return DECLINED;
     if (r->method_number == M_COPY || r->method_number == M_MOVE) {
-        dc = destination_conf(r);
-        if (dc && dc->snapshots == 1)
+        if (destination(r, &dsnap, &dvol) && dsnap)
             return read_only(r, apr_pstrcat(r->pool,
                                             "a snapshot cannot be "
                                             "the destination of a ",
