@@ -192,6 +192,9 @@ void mirrordav_register_lock_hooks(void);
  * DECLINED or the status to answer. */
 int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf);
 void mirrordav_register_snapshot_hooks(apr_pool_t *p);
+/* Takes the volume write barrier for the rest of request R (once; see
+ * snapshot_space.c): PUT calls it before its first change to the tree. */
+dav_error *mirrordav_write_barrier(request_rec *r, const mirrordav_conf *conf);
 /* 1 if NAME is a complete snapshot of CONF's volume: a valid name with a
  * record (a snapshot being built or removed has none). */
 int mirrordav_snapshot_listed(apr_pool_t *p, const mirrordav_conf *conf,

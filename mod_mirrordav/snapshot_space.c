@@ -228,36 +228,67 @@ static apr_status_t leave_barrier(void *data)
 
 /*
  * The write barrier, held shared from before the request's first change
- * (fixups run before mod_dav's handler, which makes every change) until
- * the request pool is destroyed.  httpd destroys the request pool when the
- * core output filter destroys the EOR bucket that follows the response,
- * which it does only after every byte of the response before it has been
- * written to the socket (or the connection is gone).  So the release
- * comes after the reply has left, never before: a snapshot, which holds
- * the barrier exclusively, either begins before the write's first change
- * (and the write waits for it, changes after it and answers after it
- * began: not in it, rightly) or begins after the reply was sent (and
+ * until the request pool is destroyed.  httpd destroys the request pool
+ * when the core output filter destroys the EOR bucket that follows the
+ * response, which it does only after every byte of the response before it
+ * has been written to the socket (or the connection is gone).  So the
+ * release comes after the reply has left, never before: a snapshot, which
+ * holds the barrier exclusively, either begins before the write's first
+ * change (and the write waits for it, changes after it and answers after
+ * it began: not in it, rightly) or begins after the reply was sent (and
  * holds every change of the write).  A reply never reaches the client
  * before a snapshot began unless the snapshot holds the write.
+ *
+ * Where it is taken: in fixups, before mod_dav's handler makes any change,
+ * for every write method except PUT.  Their bodies are XML that mod_dav
+ * reads first (LimitXMLRequestBody bounds them, Timeout bounds a slow
+ * sender), and a snapshot that waits too long for one fails cleanly.  A
+ * PUT's body can be gigabytes: it goes into an unnamed file that no
+ * snapshot can see, and the PUT takes the barrier in close_stream, after
+ * its data is synced and before its name is linked in (its first change
+ * to the tree), so that no upload in progress holds up a snapshot.
  *
  * A writer waits for a snapshot in progress (barrier_enter blocks); only
  * a failure to open or lock the barrier file refuses the write, as
  * writing without it could put half a write into a snapshot.
  */
+#define BARRIER_KEY "mirrordav-barrier"
+
 static int enter_barrier(request_rec *r, const char *volume)
 {
-    barrier *b = apr_palloc(r->pool, sizeof(*b));
-    int rc = barrier_enter(volume, b);
+    barrier *b;
+    void *held = NULL;
+    int rc;
 
-    if (rc != 0) {
+    apr_pool_userdata_get(&held, BARRIER_KEY, r->pool);
+    if (held)
+        return DECLINED; /* once per request */
+    b = apr_palloc(r->pool, sizeof(*b));
+    if ((rc = barrier_enter(volume, b)) != 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-rc), r,
                       "could not take the write barrier of %s", volume);
-        return refuse(r, HTTP_INTERNAL_SERVER_ERROR,
-                      "Could not take the volume's write barrier.");
+        return HTTP_INTERNAL_SERVER_ERROR;
     }
     apr_pool_cleanup_register(r->pool, b, leave_barrier,
                               apr_pool_cleanup_null);
+    apr_pool_userdata_setn(b, BARRIER_KEY, NULL, r->pool);
     return DECLINED;
+}
+
+static int enter_barrier_or_refuse(request_rec *r, const char *volume)
+{
+    if (enter_barrier(r, volume) != DECLINED)
+        return refuse(r, HTTP_INTERNAL_SERVER_ERROR,
+                      "Could not take the volume's write barrier.");
+    return DECLINED;
+}
+
+dav_error *mirrordav_write_barrier(request_rec *r, const mirrordav_conf *conf)
+{
+    if (!conf->volume || enter_barrier(r, conf->volume) == DECLINED)
+        return NULL;
+    return mirrordav_error(r->pool, HTTP_INTERNAL_SERVER_ERROR, 0,
+                           "Could not take the volume's write barrier.");
 }
 
 /* ------------------------------------------------------------ fixups */
@@ -305,7 +336,7 @@ static int in_snapshots(request_rec *r, const mirrordav_conf *conf)
             return read_only(r, "a snapshot cannot be the destination of "
                                 "a COPY.");
         /* A restore into the live tree: a live write. */
-        return enter_barrier(r, dvol);
+        return enter_barrier_or_refuse(r, dvol);
     case M_MOVE:
         return read_only(r, "nothing can be moved out of a snapshot; "
                             "COPY restores from it.");
@@ -344,7 +375,9 @@ int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf)
                                             "the destination of a ",
                                             r->method, ".", NULL));
     }
-    return enter_barrier(r, conf->volume);
+    if (r->method_number == M_PUT)
+        return DECLINED; /* in close_stream (above) */
+    return enter_barrier_or_refuse(r, conf->volume);
 }
 
 /* ------------------------------------------------------------ handler */

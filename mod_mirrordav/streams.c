@@ -411,6 +411,10 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
+    /* The tree changes from here: a snapshot holds all of this write or
+     * none of it (snapshot_space.c). */
+    if ((err = mirrordav_write_barrier(r, info->conf)) != NULL)
+        return err;
     if ((rv = mirrordav_newfile_publish(s->p, &s->out, s->dir, info->path)))
         return publish_error(s, rv);
     if (close(s->out.fd) != 0) {

@@ -6,10 +6,12 @@
 # (MKCOL /snapshots/sN).  In every snapshot each client's files form a
 # gap-free prefix of its sequence, every file is complete, its SHA-1
 # (served from the snapshot's sidecar) matches its bytes, and every PUT
-# answered before the MKCOL was sent is in it.  Then a slow PUT (body sent
-# over 1.5 s) in flight when a snapshot is asked for: the snapshot waits
-# for it and holds it; and one slower than MirrorDAVSnapshotTimeout: the
-# snapshot fails cleanly (503, nothing listed) and the write succeeds.
+# answered before the MKCOL was sent is in it.  Then slow writers: a
+# snapshot asked for during a slow PUT is taken at once without it (the
+# upload goes to an unnamed file; the PUT takes the barrier only to link
+# it in); one asked for during a slow PROPPATCH waits for it and holds it;
+# one that would wait longer than MirrorDAVSnapshotTimeout fails cleanly
+# (503, nothing listed) and the write succeeds.
 # MIRRORDAV_SOAK=N takes N snapshots instead of 20.
 use strict;
 use warnings;
@@ -117,25 +119,28 @@ is_deeply(\@torn, [], 'every file in every snapshot is complete');
 is_deeply(\@hash, [], "every file's sidecar SHA-1 in the snapshot matches its bytes");
 is_deeply(\@missed, [], 'every PUT answered before a snapshot began is in it');
 
-# ---------------------------------------------------------------- slow PUT
-# Sends a PUT of SIZE bytes over SECONDS; returns the socket to read the
-# reply from once the body is out.
-sub slow_put {
-    my ($path, $data, $seconds) = @_;
+# ---------------------------------------------------------------- slow writers
+# Sends METHOD PATH with DATA spread over SECONDS, in a child; slow_result
+# gives the reply's status and the time the last piece of the body began
+# to go out (taken before it is written, so that the server's answer to
+# it, and all that follows, can only come later).
+sub slow_request {
+    my ($method, $path, $data, $seconds, $ctype) = @_;
     my $pid = fork // die;
     return $pid if $pid;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $srv->port) or die;
     binmode $s;
     $s->autoflush(1);
-    print $s "PUT $path HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-           . "Content-Length: " . length($data) . "\r\n\r\n";
+    print $s "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+           . "Content-Type: $ctype\r\nContent-Length: " . length($data) . "\r\n\r\n";
     my $chunks = 30;
     my $len = int(length($data) / $chunks) + 1;
+    my $sent;   # when the last piece of the body began to go out
     for (my $o = 0; $o < length $data; $o += $len) {
+        sleep($seconds / $chunks) if $o;
+        $sent = time;
         print $s substr($data, $o, $len);
-        sleep($seconds / $chunks);
     }
-    my $sent = time;   # the last byte of the body is out
     my $reply = '';
     while (sysread($s, $reply, 4096, length $reply)) {}
     my ($st) = $reply =~ m{^HTTP/1\.1 (\d+)};
@@ -143,36 +148,69 @@ sub slow_put {
     POSIX::_exit(0);
 }
 sub slow_result { my ($pid) = @_; waitpid($pid, 0); split / /, slurp("$tmp/slow$pid") }
+sub note_patch {
+    my ($v) = @_;
+    qq{<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:test"><D:set><D:prop>}
+  . qq{<Z:note>$v</Z:note></D:prop></D:set></D:propertyupdate>} . (' ' x 3000);
+}
+sub note_in {
+    my ($path) = @_;
+    my $r = $srv->propfind($path, 0, '<?xml version="1.0"?><D:propfind xmlns:D="DAV:" '
+        . 'xmlns:Z="urn:test"><D:prop><Z:note/></D:prop></D:propfind>');
+    return ($r->{content} =~ m{<[^>]*note[^>]*>([^<]*)<})[0] // '';
+}
 
+# A slow upload does not hold snapshots up: its body goes to an unnamed
+# file, and it takes the barrier only to link it in.  A snapshot asked for
+# meanwhile is taken at once, without it; the next one has it.
 my $data = 'slow body ' x 20000;
-my $pid = slow_put('/dav/slow-a.bin', $data, 1.5);
+my $pid = slow_request('PUT', '/dav/slow-a.bin', $data, 3, 'application/octet-stream');
 sleep 0.5;
-my $r = $srv->mkcol('/snapshots/slow-a');
+my $r = $srv->mkcol('/snapshots/during-put');
 my $mkcol_done = time;
 my ($st, $body_sent) = slow_result($pid);
+is($r->{status}, 201, 'a snapshot asked for during a slow PUT is taken') or diag($r->{content});
+# Not a speed assertion: it proves the snapshot did not wait for the upload.
+ok($mkcol_done < $body_sent, '... without waiting for the upload');
 is($st, 201, 'the slow PUT succeeded');
-is($r->{status}, 201, 'a snapshot asked for during the slow PUT waited and was taken')
-    or diag($r->{content});
+ok(!-e "$vol/snapshots/during-put/slow-a.bin", '... and is not in that snapshot (answered after it)');
+ok(!-e "$vol/snapshots/during-put/.mirrordav/slow-a.bin.db", '... nor its sidecar');
+is($srv->mkcol('/snapshots/after-put')->{status}, 201, 'the next snapshot');
+is(slurp("$vol/snapshots/after-put/slow-a.bin"), $data, '... holds the whole file');
+ok(-e "$vol/snapshots/after-put/.mirrordav/slow-a.bin.db", '... and its sidecar');
+
+# A write whose body mod_dav reads before changing anything (PROPPATCH)
+# holds the barrier from the start: the snapshot waits for it and holds it.
+is($srv->put('/dav/target.txt', "t\n")->{status}, 201, 'PUT target.txt');
+$pid = slow_request('PROPPATCH', '/dav/target.txt', note_patch('one'), 1.5, 'application/xml');
+sleep 0.5;
+$r = $srv->mkcol('/snapshots/slow-a');
+$mkcol_done = time;
+($st, $body_sent) = slow_result($pid);
+is($st, 207, 'the slow PROPPATCH succeeded');
+is($r->{status}, 201, 'a snapshot asked for during it waited and was taken') or diag($r->{content});
 # Not a speed assertion: without the wait the snapshot of this small tree
 # would be answered about a second before the body was out.
-ok($body_sent <= $mkcol_done, 'the snapshot was answered only after the whole PUT body was in');
-ok(-f "$vol/snapshots/slow-a/slow-a.bin" && slurp("$vol/snapshots/slow-a/slow-a.bin") eq $data,
-   '... and the snapshot holds the whole file');
+ok($body_sent <= $mkcol_done, '... answered only after the whole PROPPATCH body was in');
+is(note_in('/snapshots/slow-a/target.txt'), 'one', '... and the snapshot holds the property');
 
-$pid = slow_put('/dav/slow-b.bin', $data, 5);
+# One slower than MirrorDAVSnapshotTimeout (3 s): the snapshot fails
+# cleanly, the write succeeds, the next snapshot holds it.
+$pid = slow_request('PROPPATCH', '/dav/target.txt', note_patch('two'), 5, 'application/xml');
 sleep 0.5;
 $r = $srv->mkcol('/snapshots/slow-b');
 is($r->{status}, 503, 'a snapshot that waits longer than MirrorDAVSnapshotTimeout: 503');
 like($r->{content}, qr/not taken/i, '... naming the cause') or diag($r->{content});
 ($st) = slow_result($pid);
-is($st, 201, 'the slow write it waited for still succeeded');
+is($st, 207, 'the slow write it waited for still succeeded');
 ok(!-e "$vol/snapshots/slow-b" && !-e "$vol/state/snapshots/slow-b.rec",
    'nothing was left of the failed snapshot');
 opendir(my $dh, "$vol/snapshots") or die;
 is_deeply([sort grep { !/^\.\.?$/ } readdir $dh],
-          [sort('slow-a', map { "s$_" } 1 .. $SNAPS)], 'no temporary tree left behind');
+          [sort('during-put', 'after-put', 'slow-a', map { "s$_" } 1 .. $SNAPS)],
+          'no temporary tree left behind');
 $r = $srv->mkcol('/snapshots/slow-c');
 is($r->{status}, 201, 'the next snapshot is taken');
-is(slurp("$vol/snapshots/slow-c/slow-b.bin"), $data, '... and holds the slow write');
+is(note_in('/snapshots/slow-c/target.txt'), 'two', '... and holds the slow write');
 
 done_testing();
