@@ -243,6 +243,19 @@ $r = $srv->propfind('/dav/a.txt', 0,
     '<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:test"><D:prop><Z:color/></D:prop></D:propfind>');
 like($r->{content}, qr{>red</}, '... with the sidecar it had (dead property)');
 is((stat "$vol/live/a.txt")[9], (stat "$vol/snapshots/s1/a.txt")[9], '... and its mtime');
+{
+    # Known gaps, for the snapshot engine and the hash identity to settle:
+    # link(2) moves the ctime that a SHA-1 record is bound to, so after a
+    # hard-link snapshot the live records read unknown until re-bound, and
+    # a restore carries a record whose ctime no longer matches its source.
+    local $TODO = 'hard-link snapshots leave SHA-1 records unbound (ctime)';
+    my $q = '<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop>'
+          . qq{<M:sha1 xmlns:M="$NS"/></D:prop></D:propfind>};
+    like($srv->propfind('/dav/a.txt', 0, $q)->{content}, qr{sha1>[0-9a-f]{40}<},
+         'the restored file has its SHA-1');
+    like($srv->propfind('/dav/dir/big.bin', 0, $q)->{content}, qr{sha1>$big_sha<},
+         'a live file keeps its SHA-1 after a snapshot');
+}
 $r = $srv->request('COPY', '/snapshots/s1/dir', { Destination => $dest->('/dav/restored'), Depth => 'infinity' });
 is($r->{status}, 201, 'restore of a folder to a new name: 201');
 is(sha1_file("$vol/live/restored/big.bin"), $big_sha, '... its files');
