@@ -72,13 +72,13 @@ struct dav_db {
     const dav_resource *resource;
     sidecar *sc; /* read-only view of the published database */
     int ro;
-    apr_hash_t *pending;     /* writable: key -> pending */
-    int count;               /* writable: dead properties in the merged view */
-    int max;                 /* writable: MirrorDAVMaxProperties, 0: none */
-    int mtime_saved;         /* Win32LastModifiedTime changed the mtime ... */
-    struct timespec mtime0;  /* ... from this */
-    int failed;              /* a failure is noted on the request */
-    int rebind;              /* the mtime was set: re-bind the record ... */
+    apr_hash_t *pending;    /* writable: key -> pending */
+    int count;              /* writable: dead properties in the merged view */
+    int max;                /* writable: MirrorDAVMaxProperties, 0: none */
+    int mtime_saved;        /* Win32LastModifiedTime changed the mtime ... */
+    struct timespec mtime0; /* ... from this */
+    int failed;             /* a failure is noted on the request */
+    int rebind;             /* the mtime was set: re-bind the record ... */
     struct stat rebind_from; /* ... from this identity of the data */
     apr_array_header_t *names; /* dav_prop_name, collected lazily */
     int iter;
