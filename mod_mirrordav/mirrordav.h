@@ -30,18 +30,20 @@
 #define MIRRORDAV_COPY_BUF (256 * 1024)
 
 typedef struct {
-    const char *root_uri;     /* the <Location> prefix, without trailing '/' */
-    const char *volume;       /* volume root */
-    const char *live;         /* volume/live: the served tree */
-    const char *state;        /* volume/state */
-    int fsync;                /* fsync before acknowledging; -1 = unset (on) */
-    int hash;                 /* SHA-1 on receipt; -1 = unset (on) */
-    apr_off_t max_decoded;    /* gzip decoded size limit; -1 = unset */
-    int passive;              /* files served inert (CSP sandbox, nosniff);
-                                 -1 = unset (on) */
-    int max_props;            /* dead properties per resource; -1 = unset */
-    int snapshots;            /* MirrorDAVSnapshots: this location serves
-                                 volume/snapshots read-only; -1 = unset (off) */
+    const char *root_uri;  /* the <Location> prefix, without trailing '/' */
+    const char *volume;    /* volume root */
+    const char *live;      /* volume/live: the served tree */
+    const char *state;     /* volume/state */
+    int fsync;             /* fsync before acknowledging; -1 = unset (on) */
+    int hash;              /* SHA-1 on receipt; -1 = unset (on) */
+    apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
+    int passive;           /* files served inert (CSP sandbox, nosniff);
+                              -1 = unset (on) */
+    int max_props;         /* dead properties per resource; -1 = unset */
+
+    /* MirrorDAVSnapshots On: the location serves volume/snapshots (then
+     * in LIVE), read-only; -1 = unset (off). */
+    int snapshots;
     const char *snap_backend; /* MirrorDAVSnapshotBackend; NULL = auto */
     int snap_timeout_ms;      /* MirrorDAVSnapshotTimeout; -1 = unset */
 } mirrordav_conf;
@@ -188,8 +190,9 @@ void mirrordav_register_lock_hooks(void);
 
 /* snapshot_space.c */
 /* Refuses writes under /snapshots/ (403 with the cause) and COPY or MOVE
- * into it; takes the volume write barrier for a write to the live tree.
- * DECLINED or the status to answer. */
+ * into it; takes the volume write barrier for a write to the live tree
+ * (but PUT, which takes it in close_stream).  DECLINED or the status to
+ * answer. */
 int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf);
 void mirrordav_register_snapshot_hooks(apr_pool_t *p);
 /* Takes the volume write barrier for the rest of request R (once; see
