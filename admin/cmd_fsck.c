@@ -289,6 +289,16 @@ static void check_sidecar_dir(fsck_ctx *c, const char *dir,
             report(c, path, "stale-temp", c->repair && unlink(path) == 0,
                    "removed");
         }
+        else if (!strncmp(n, ".cow-", 5)) {
+            /* A data file's private copy, or the old inode it replaced,
+             * left by a crash in mod_mirrordav/cow.c: the path holds the
+             * same bytes either way, and a snapshot keeps its own link.
+             * Its mtime is the data's, so age is judged by the ctime. */
+            if (now - st.st_ctime < STALE_TEMP_SECONDS)
+                continue; /* a PROPPATCH may still be using it */
+            report(c, path, "stale-temp", c->repair && unlink(path) == 0,
+                   "removed");
+        }
         else if (!strncmp(n, ".trash-", 7))
             report(c, path, "stale-trash", 0, "");
         else if (!strncmp(n, INTENT_STAGE_PREFIX,

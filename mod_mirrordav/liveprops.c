@@ -83,7 +83,7 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
 
     switch (propid) {
     case DAV_PROPID_creationdate:
-        value = iso8601(p, fi->ctime);
+        value = iso8601(p, mirrordav_creation_time(resource));
         break;
     case DAV_PROPID_getcontentlength:
         if (resource->collection)
@@ -119,7 +119,7 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
              * served only while it names the bytes at the path now
              * (finfo has microseconds only, and may predate the read). */
             if (lstat(resource->info->path, &st) != 0 ||
-                !sidecar_hash_current(&rec, &st))
+                !mirrordav_hash_servable(resource, &rec, &st))
                 return DAV_PROP_INSERT_NOTDEF; /* unknown */
             value = apr_pstrdup(p, rec.sha1);
         }

@@ -14,6 +14,9 @@
  *   propdb.c         dead properties in the sidecar databases
  *   locks.c          class 2 locking: the lock database in state/
  *   recovery.c       server start: finish or undo interrupted COPY/MOVE
+ *   snapshot_space.c /snapshots/: read-only snapshots, MKCOL/DELETE of
+ *                    whole snapshots, the write barrier of live writes
+ *   cow.c            breaks a data file's sharing with a snapshot
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -39,6 +42,12 @@ typedef struct {
     int passive;           /* files served inert (CSP sandbox, nosniff);
                               -1 = unset (on) */
     int max_props;         /* dead properties per resource; -1 = unset */
+
+    /* MirrorDAVSnapshots On: the location serves volume/snapshots (then
+     * in LIVE), read-only; -1 = unset (off). */
+    int snapshots;
+    const char *snap_backend; /* MirrorDAVSnapshotBackend; NULL = auto */
+    int snap_timeout_ms;      /* MirrorDAVSnapshotTimeout; -1 = unset */
 } mirrordav_conf;
 
 struct dav_resource_private {
@@ -188,5 +197,44 @@ extern const dav_hooks_locks mirrordav_hooks_locks;
 /* Registers the output filter that answers 201 to a LOCK that created
  * its resource. */
 void mirrordav_register_lock_hooks(void);
+
+/* snapshot_space.c */
+/* Refuses writes under /snapshots/ (403 with the cause) and COPY or MOVE
+ * into it; takes the volume write barrier for a write to the live tree
+ * (but PUT, which takes it in close_stream).  DECLINED or the status to
+ * answer. */
+int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf);
+void mirrordav_register_snapshot_hooks(apr_pool_t *p);
+/* Takes the volume write barrier for the rest of request R (once; see
+ * snapshot_space.c): PUT calls it before its first change to the tree. */
+dav_error *mirrordav_write_barrier(request_rec *r, const mirrordav_conf *conf);
+/* 1 if NAME is a complete snapshot of CONF's volume: a valid name with a
+ * record (a snapshot being built or removed has none). */
+int mirrordav_snapshot_listed(apr_pool_t *p, const mirrordav_conf *conf,
+                              const char *name);
+int mirrordav_snapshot_listed_in(apr_pool_t *p, const char *volume,
+                                 const char *name);
+/* Notes (at configuration time) that ROOT is VOLUME's snapshots folder;
+ * the volume of the snapshots folder PATH, or NULL if it is none. */
+void mirrordav_note_snapshots_root(apr_pool_t *pconf, const char *root,
+                                   const char *volume);
+const char *mirrordav_snapshots_root_volume(const char *path);
+/* RESOURCE is /snapshots/NAME itself. */
+int mirrordav_is_snapshot_entry(const dav_resource *resource);
+/* DAV:creationdate: the snapshot's recorded creation for /snapshots/NAME,
+ * else FINFO's ctime. */
+apr_time_t mirrordav_creation_time(const dav_resource *resource);
+/* Whether REC's SHA-1 may be served for the data ST describes (see
+ * snapshot_space.c: inside a snapshot the ctime is not compared). */
+int mirrordav_hash_servable(const dav_resource *resource, const void *rec,
+                            const struct stat *st);
+
+/* cow.c */
+/* If PATH is a regular file whose inode is shared (link count above 1: a
+ * hard-link snapshot holds it), gives PATH a private copy of it (bytes,
+ * mode, times, xattrs) first, so that a change to its metadata cannot
+ * reach the snapshot.  *ST: lstat of PATH, refreshed.  0 or an errno. */
+int mirrordav_cow_break(apr_pool_t *p, const mirrordav_conf *conf,
+                        const char *path, struct stat *st);
 
 #endif

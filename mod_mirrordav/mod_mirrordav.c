@@ -33,6 +33,8 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->max_decoded = -1;
     conf->passive = -1;
     conf->max_props = -1;
+    conf->snapshots = -1;
+    conf->snap_timeout_ms = -1;
     return conf;
 }
 
@@ -53,6 +55,11 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
         add->max_decoded != -1 ? add->max_decoded : base->max_decoded;
     conf->passive = add->passive != -1 ? add->passive : base->passive;
     conf->max_props = add->max_props != -1 ? add->max_props : base->max_props;
+    conf->snapshots = add->snapshots != -1 ? add->snapshots : base->snapshots;
+    conf->snap_backend =
+        add->snap_backend ? add->snap_backend : base->snap_backend;
+    conf->snap_timeout_ms = add->snap_timeout_ms != -1 ? add->snap_timeout_ms
+                                                       : base->snap_timeout_ms;
     return conf;
 }
 
@@ -70,7 +77,11 @@ static const char *set_volume(cmd_parms *cmd, void *dconf, const char *arg)
     while (n > 1 && arg[n - 1] == '/')
         n--;
     conf->volume = apr_pstrmemdup(cmd->pool, arg, n);
-    conf->live = apr_pstrcat(cmd->pool, conf->volume, "/live", NULL);
+    conf->live =
+        apr_pstrcat(cmd->pool, conf->volume,
+                    conf->snapshots == 1 ? "/snapshots" : "/live", NULL);
+    if (conf->snapshots == 1)
+        mirrordav_note_snapshots_root(cmd->pool, conf->live, conf->volume);
     conf->state = apr_pstrcat(cmd->pool, conf->volume, "/state", NULL);
     mirrordav_recovery_note_volume(conf->volume);
     return NULL;
@@ -119,6 +130,45 @@ static const char *set_max_props(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+/* The served tree is volume/snapshots instead of volume/live; either
+ * directive may come first. */
+static const char *set_snapshots(cmd_parms *cmd, void *dconf, int on)
+{
+    mirrordav_conf *conf = dconf;
+
+    conf->snapshots = on;
+    if (conf->volume) {
+        conf->live = apr_pstrcat(cmd->pool, conf->volume,
+                                 on ? "/snapshots" : "/live", NULL);
+        if (on)
+            mirrordav_note_snapshots_root(cmd->pool, conf->live, conf->volume);
+    }
+    return NULL;
+}
+
+static const char *set_snap_backend(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    if (strcmp(arg, "auto") && strcmp(arg, "btrfs") &&
+        strcmp(arg, "reflink") && strcmp(arg, "hardlink"))
+        return "MirrorDAVSnapshotBackend takes auto, btrfs, reflink or "
+               "hardlink";
+    ((mirrordav_conf *)dconf)->snap_backend = strcmp(arg, "auto") ? arg : NULL;
+    return NULL;
+}
+
+static const char *set_snap_timeout(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+
+    if (end == arg || *end || v < 1 || v > 3600)
+        return "MirrorDAVSnapshotTimeout takes seconds, 1 to 3600";
+    ((mirrordav_conf *)dconf)->snap_timeout_ms = (int)v * 1000;
+    return NULL;
+}
+
 static const command_rec commands[] = {
     AP_INIT_TAKE1("MirrorDAVVolume", set_volume, NULL, ACCESS_CONF,
                   "the volume directory; its live/ tree is served"),
@@ -137,6 +187,17 @@ static const command_rec commands[] = {
     AP_INIT_TAKE1("MirrorDAVMaxProperties", set_max_props, NULL, ACCESS_CONF,
                   "most dead properties one resource may hold (default "
                   "1000, 0: no limit)"),
+    AP_INIT_FLAG("MirrorDAVSnapshots", set_snapshots, NULL, ACCESS_CONF,
+                 "serve the volume's snapshots (read-only; MKCOL and DELETE "
+                 "of /NAME take and remove one) instead of its live tree"),
+    AP_INIT_TAKE1("MirrorDAVSnapshotBackend", set_snap_backend, NULL,
+                  ACCESS_CONF,
+                  "auto (default), btrfs, reflink or hardlink: how MKCOL "
+                  "takes a snapshot"),
+    AP_INIT_TAKE1("MirrorDAVSnapshotTimeout", set_snap_timeout, NULL,
+                  ACCESS_CONF,
+                  "seconds a snapshot waits for the writes in flight "
+                  "(default 30)"),
     {NULL},
 };
 
@@ -271,6 +332,11 @@ static int fixups(request_rec *r)
     if (!ap_get_module_config(r->request_config, &mirrordav_module))
         return DECLINED;
     conf = mirrordav_get_conf(r);
+    {
+        int rc = mirrordav_snapshot_fixups(r, conf);
+        if (rc != DECLINED)
+            return rc;
+    }
     /* RFC 7694: tell clients that request bodies may be gzip-encoded. */
     if (r->method_number == M_OPTIONS)
         apr_table_setn(r->headers_out, "Accept-Encoding", "gzip");
@@ -308,6 +374,7 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_lock_hooks();
     mirrordav_register_propdb_hooks();
     mirrordav_register_body_filter();
+    mirrordav_register_snapshot_hooks(p);
     dav_register_provider(p, "mirrordav", &provider);
 }
 

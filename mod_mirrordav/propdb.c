@@ -480,8 +480,14 @@ static int set_mtime(dav_db *db, const struct timespec *mtime)
 {
     struct timespec ts[2] = {{0, UTIME_OMIT}, *mtime};
     struct stat before;
-    int known = lstat(db->resource->info->path, &before) == 0;
+    int known, e;
 
+    /* A snapshot sharing the inode keeps its mtime: the change goes to a
+     * private copy (cow.c), which re-binds the record itself. */
+    if ((e = mirrordav_cow_break(db->pool, db->resource->info->conf,
+                                 db->resource->info->path, &before)) != 0)
+        return -e;
+    known = lstat(db->resource->info->path, &before) == 0;
     if (utimensat(AT_FDCWD, db->resource->info->path, ts,
                   AT_SYMLINK_NOFOLLOW) != 0)
         return -errno;

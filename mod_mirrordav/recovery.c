@@ -22,6 +22,7 @@
 #include "apr_strings.h"
 #include "mirrordav.h"
 #include "sidecar/intent.h"
+#include "snapshot/snapshot.h"
 #include "sidecar/sidecar.h"
 
 static apr_array_header_t *volumes; /* const char *, from the config */
@@ -92,6 +93,21 @@ static void recover_as_owner(server_rec *s, const char *volume,
     if (left < 0)
         ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-left), s,
                      "recovery: cannot read the intent records in %s", state);
+    /* Half-built or half-deleted snapshots (their ".tmp-" names in
+     * snapshots/) of a create or delete that a crash interrupted: never a
+     * snapshot under a real name, so removing them loses nothing. */
+    {
+        int n = snapshot_recover(volume, 0);
+        if (n < 0)
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-n), s,
+                         "recovery: snapshot leftovers in %s/snapshots",
+                         volume);
+        else if (n > 0)
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                         "recovery: removed %d snapshot leftover(s) in "
+                         "%s/snapshots",
+                         n, volume);
+    }
     _exit(left == 0 ? 0 : 1);
 }
 

@@ -89,6 +89,16 @@ static dav_error *get_resource(request_rec *r, const char *root_dir,
     if (st != MIRRORDAV_PATH_OK)
         return mirrordav_error(r->pool, mirrordav_path_http_status(st), 0,
                                mirrordav_path_message(st));
+    if (conf->snapshots == 1 && *relpath) {
+        /* Only complete snapshots are served (snapshot_space.c). */
+        const char *slash = strchr(relpath, '/');
+        const char *name =
+            slash ? apr_pstrmemdup(r->pool, relpath, slash - relpath)
+                  : relpath;
+        if (!mirrordav_snapshot_listed(r->pool, conf, name))
+            return mirrordav_error(r->pool, HTTP_NOT_FOUND, 0,
+                                   "No snapshot of this name.");
+    }
 
     /* mod_dav expects no trailing slash; the walker adds it to members. */
     len = strlen(r->uri);

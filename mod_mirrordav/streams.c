@@ -412,6 +412,10 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
+    /* The tree changes from here: a snapshot holds all of this write or
+     * none of it (snapshot_space.c). */
+    if ((err = mirrordav_write_barrier(r, info->conf)) != NULL)
+        return err;
     if ((rv = publish_commit(&s->out, info->path,
                              create ? PUBLISH_CREATE : PUBLISH_REPLACE)))
         return publish_error(s, -rv, create);

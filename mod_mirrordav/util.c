@@ -50,12 +50,14 @@ void mirrordav_sidecar_entry(const dav_resource *resource, const char **dir,
 {
     const char *path = resource->info->path;
 
-    if (*resource->info->relpath) {
+    if (*resource->info->relpath && !mirrordav_is_snapshot_entry(resource)) {
         *dir = mirrordav_dirname(resource->pool, path);
         *name = mirrordav_basename(path);
     }
     else {
-        *dir = path; /* the root of the tree keeps its own */
+        /* The root of a tree (the live one, or a snapshot's copy of
+         * it) keeps its own. */
+        *dir = path;
         *name = "";
     }
 }

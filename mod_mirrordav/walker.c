@@ -19,6 +19,7 @@
 
 struct mirrordav_dir {
     DIR *d;
+    const char *volume; /* set when listing a volume's snapshots folder */
 };
 
 static apr_status_t close_dir(void *data)
@@ -41,6 +42,7 @@ dav_error *mirrordav_dir_open(apr_pool_t *p, const char *path,
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
                                      "Could not read the collection");
     apr_pool_cleanup_register(p, dir, close_dir, apr_pool_cleanup_null);
+    dir->volume = mirrordav_snapshots_root_volume(path);
     *dirp = dir;
     return NULL;
 }
@@ -62,6 +64,8 @@ dav_error *mirrordav_dir_next(apr_pool_t *p, mirrordav_dir *dir,
             continue; /* vanished since readdir */
         if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
             continue; /* symlinks and special files are not served */
+        if (dir->volume && !mirrordav_snapshot_listed_in(p, dir->volume, n))
+            continue; /* not a complete snapshot */
         e->name = apr_pstrdup(p, n);
         mirrordav_stat_to_finfo(&st, &e->finfo);
         return NULL;

@@ -55,4 +55,12 @@ like $cout, qr/hello\.txt/, 'cadaver lists the file it put' or diag $cout;
 is slurp("$base/back.txt"), "hello from cadaver\n", 'and gets it back';
 is slurp("$volume/live/hello.txt"), "hello from cadaver\n", 'the file is in the live tree';
 
+# It serves /snapshots/ and prints its URL (SPEC section 1).
+like $out, qr{http://127\.0\.0\.1:$port/snapshots/}, 'it prints the snapshots URL';
+my $code = `curl -s -o /dev/null -w '%{http_code}' -X MKCOL http://127.0.0.1:$port/snapshots/first`;
+is $code, 201, 'MKCOL /snapshots/first takes a snapshot';
+is slurp("$volume/snapshots/first/hello.txt"), "hello from cadaver\n", 'the snapshot holds the file';
+$code = `curl -s -o /dev/null -w '%{http_code}' -X PROPFIND -H 'Depth: 1' http://127.0.0.1:$port/snapshots/`;
+is $code, 207, 'PROPFIND /snapshots/ lists them';
+
 done_testing;
