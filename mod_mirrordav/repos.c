@@ -363,6 +363,41 @@ static int next_entry(DIR *d, const char **name, struct stat *st)
     return errno ? -1 : 0;
 }
 
+/* A restore copies from a snapshot, whose files no write path changes
+ * (they are read-only and copy-on-write), but whose shared inodes see
+ * their ctime move when the live tree replaces or links them.  There the
+ * record is taken to name the bytes when inode, size and mtime match, as
+ * the snapshot's own SHA-1 property does (mirrordav_hash_servable): the
+ * source's stat in ID gets the record's ctime so that the copy's record
+ * is re-bound rather than left unknown. */
+static void in_snapshot_identity(apr_pool_t *p, const mirrordav_conf *conf,
+                                 const char *src, const char *dst,
+                                 struct stat id[3])
+{
+    const char *snaps = apr_pstrcat(p, conf->volume, "/snapshots/", NULL);
+    sidecar_record rec;
+    sidecar *sc;
+
+    if (strncmp(src, snaps, strlen(snaps)) != 0 ||
+        id[0].st_ino != id[1].st_ino || id[0].st_size != id[1].st_size ||
+        id[0].st_mtim.tv_sec != id[1].st_mtim.tv_sec ||
+        id[0].st_mtim.tv_nsec != id[1].st_mtim.tv_nsec)
+        return;
+    /* The staged copy's sidecar holds the source's record. */
+    if (sidecar_open(mirrordav_dirname(p, dst), mirrordav_basename(dst), 0,
+                     &sc) != 0)
+        return;
+    if (sidecar_get_record(sc, &rec) == 0 && rec.bound &&
+        rec.ino == (uint64_t)id[0].st_ino &&
+        rec.size == (uint64_t)id[0].st_size &&
+        rec.mtime == (int64_t)id[0].st_mtim.tv_sec &&
+        rec.mtime_nsec == (uint32_t)id[0].st_mtim.tv_nsec) {
+        id[0].st_ctim.tv_sec = id[1].st_ctim.tv_sec = (time_t)rec.ctime;
+        id[0].st_ctim.tv_nsec = id[1].st_ctim.tv_nsec = (long)rec.ctime_nsec;
+    }
+    sidecar_close(sc);
+}
+
 /* Recursive copy.  A member that fails is reported in RESPONSE (kept in
  * RP) and the walk goes on with its siblings, as RFC 4918 section 9.8.8
  * asks; P is this level's scratch pool. */
@@ -382,10 +417,12 @@ static dav_error *copy_tree(apr_pool_t *p, apr_pool_t *rp,
                                   "Could not copy the file's metadata.");
         /* The SHA-1 carries over only if the bytes copied are the ones it
          * names; else it reads unknown at the destination. */
-        if (!err)
+        if (!err) {
+            in_snapshot_identity(p, conf, src, dst, id);
             sidecar_rebind_copy(mirrordav_dirname(p, dst),
                                 mirrordav_basename(dst), &id[0], &id[1],
                                 &id[2]);
+        }
         return err;
     }
     if (mkdir(dst, 0755) != 0) {
