@@ -13,7 +13,7 @@
  *      here the snapshot exists, whole;
  *   5. the record is written (its own temp + fsync + rename + fsync); a
  *      crash between 4 and 5 leaves a whole snapshot without a record,
- *      which `list` shows with unknown fields and `prune` never removes;
+ *      which snapshot_recover writes (complete_records);
  *   6. barrier released.
  * btrfs: step 2-4 are one ioctl straight to NAME, which commits the
  * snapshot in its own transaction (whole or absent after a crash, no
@@ -403,6 +403,57 @@ static int has_leftovers(const char *snaps)
     return found;
 }
 
+/* A crash between a snapshot's rename (step 4) and its record (step 5)
+ * leaves a whole snapshot without a record.  Whole, because it has its
+ * real name: the record is made for it here, with the counts taken from
+ * the tree (a snapshot no write changes), the volume's backend, and the
+ * ctime of its folder (the rename that made it real) as its creation
+ * time.  A create racing this pass writes its own record over this one
+ * with the same facts. */
+static int complete_records(const char *volume, const char *snaps)
+{
+    char path[PATH_MAX], val[32];
+    struct dirent *de;
+    int rv = 0;
+    DIR *d = opendir(snaps);
+
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    while (!rv && (de = readdir(d))) {
+        snap_counts c = {0, 0, 0};
+        snap_backend_id id;
+        struct stat st;
+        char created[32], files[32], bytes[32];
+        const char *keys[] = {"name", "created", "backend", "files", "bytes"};
+        const char *values[] = {de->d_name, created, NULL, files, bytes};
+        int fd;
+
+        if (!snapshot_name_valid(de->d_name) ||
+            snaprec_get(volume, de->d_name, "created", val, sizeof(val)) !=
+                -ENOENT)
+            continue;
+        if ((rv = pathf(path, sizeof(path), "%s/%s", snaps, de->d_name)))
+            break;
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue; /* not a snapshot folder */
+        if (fstat(fd, &st) != 0 || (rv = count_tree(fd, &c)) != 0 ||
+            (rv = snapshot_detect(volume, &id)) != 0) {
+            rv = rv ? rv : -errno;
+            close(fd);
+            break;
+        }
+        close(fd);
+        snprintf(created, sizeof(created), "%lld", (long long)st.st_ctime);
+        snprintf(files, sizeof(files), "%llu", (unsigned long long)c.files);
+        snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)c.bytes);
+        values[2] = snapshot_backend_name(id);
+        rv = snaprec_set(volume, de->d_name, keys, values, 5);
+    }
+    closedir(d);
+    return rv;
+}
+
 int snapshot_recover(const char *volume, int timeout_ms)
 {
     char snaps[PATH_MAX], path[PATH_MAX], live[PATH_MAX];
@@ -413,6 +464,8 @@ int snapshot_recover(const char *volume, int timeout_ms)
 
     if ((rv = pathf(snaps, sizeof(snaps), "%s/%s", volume, "snapshots")) ||
         (rv = pathf(live, sizeof(live), "%s/%s", volume, "live")))
+        return rv;
+    if ((rv = complete_records(volume, snaps)) != 0)
         return rv;
     if (!has_leftovers(snaps))
         return 0; /* the common case takes no barrier */

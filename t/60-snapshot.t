@@ -313,6 +313,16 @@ fsck_clean($live, 'live SHA-1s current after unlink() moved the ctime again');
     cmp_ok($ids, '<=', $killed, "at most one unknown per kill ($ids)");
     my $d0 = `'$admin' sidecar dump '$v3/live/d00/f1'`;
     like($d0, qr/sha1=[0-9a-f]{40}/, 'records keep their SHA-1');
+
+    # A crash between the rename that makes a snapshot real and its record
+    # leaves a whole snapshot without a record: recovery writes it.
+    run_ok("snapshot create norec --volume '$v3'", 0, 'a snapshot');
+    unlink "$v3/state/snapshots/norec.rec" or die;
+    my ($o2) = admin("snapshot list --volume '$v3' --json");
+    my ($rec) = grep { $_->{name} eq 'norec' } @{ eval { JSON::PP->new->decode($o2) } || [] };
+    is($rec && $rec->{files}, 10_000, 'list recovers the record of a whole snapshot (files counted)')
+        or diag($o2);
+    ok($rec && $rec->{created_unix} && $rec->{backend}, '... with its creation time and backend');
 }
 
 done_testing();
