@@ -319,7 +319,8 @@ fsck_clean($live, 'live SHA-1s current after unlink() moved the ctime again');
     run_ok("snapshot create norec --volume '$v3'", 0, 'a snapshot');
     unlink "$v3/state/snapshots/norec.rec" or die;
     my ($o2) = admin("snapshot list --volume '$v3' --json");
-    my ($rec) = grep { $_->{name} eq 'norec' } @{ eval { JSON::PP->new->decode($o2) } || [] };
+    my $list = eval { JSON::PP->new->decode($o2) } || [];
+    my ($rec) = grep { $_->{name} eq 'norec' } @$list;
     is($rec && $rec->{files}, 10_000, 'list recovers the record of a whole snapshot (files counted)')
         or diag($o2);
     ok($rec && $rec->{created_unix} && $rec->{backend}, '... with its creation time and backend');
