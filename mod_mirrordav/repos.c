@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -176,6 +177,7 @@ static dav_error *deliver(const dav_resource *resource, ap_filter_t *output)
     request_rec *r = resource->info->r;
     apr_bucket_brigade *bb;
     apr_file_t *fd;
+    apr_os_file_t osfd = -1;
     apr_status_t rv;
 
     if (resource->collection)
@@ -188,13 +190,25 @@ static dav_error *deliver(const dav_resource *resource, ap_filter_t *output)
     if (rv != APR_SUCCESS)
         return mirrordav_errno_error(p, rv, "Could not open the file");
 
+    /* Shared with other readers, exclusive with PATCH-APPLY's in-place
+     * phase (sidecar/patchlog.c): the bytes sent are one version.  The
+     * FLUSH makes the core write everything before the pass returns (no
+     * write completion after the lock is gone); the lock goes with the
+     * descriptor, when the request's pool is destroyed at the latest. */
+    if (apr_os_file_get(&osfd, fd) == APR_SUCCESS)
+        while (flock(osfd, LOCK_SH) != 0 && errno == EINTR)
+            ;
     /* A file bucket lets the core output filter use sendfile, and the
      * byterange filter cut ranges without reading the data. */
     bb = apr_brigade_create(p, output->c->bucket_alloc);
     apr_brigade_insert_file(bb, fd, 0, resource->info->finfo.size, p);
     APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_flush_create(output->c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb,
                             apr_bucket_eos_create(output->c->bucket_alloc));
     rv = ap_pass_brigade(output, bb);
+    if (osfd >= 0)
+        flock(osfd, LOCK_UN);
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
                       "delivery of %s ended early", resource->uri);
