@@ -85,6 +85,9 @@ static int patch_recover(server_rec *s, const char *state)
         ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-left), s,
                      "recovery: cannot read the PATCH-APPLY journal in %s",
                      state);
+    /* Records a crash left describing older data read as pending; the
+     * children's workers compute the hashes. */
+    patchlog_pending_run(state, PATCHLOG_PENDING_MARK, NULL, NULL);
     return left < 0 ? 1 : left;
 }
 

@@ -361,7 +361,7 @@ int patchlog_recover(const char *state, int repair, patchlog_report_fn report,
 
 int patchlog_pending_add(const char *state, const char *path)
 {
-    char dir[4096], entry[4200];
+    char dir[4096], entry[4400];
     int fd, rc;
 
     snprintf(dir, sizeof(dir), "%s/pending", state);
@@ -481,6 +481,32 @@ static int hash_one(const char *path, patchlog_report_fn report, void *ctx)
     return rc;
 }
 
+/* A record that does not describe the data at PATH at all (a crash
+ * between the data's change and the record's) is brought up to date: new
+ * version, SHA-1 pending. */
+static void mark_pending(const char *path)
+{
+    sidecar_record rec;
+    char b[4096];
+    const char *dn, *nm;
+    struct stat st;
+    sidecar *sc;
+
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return;
+    memset(&rec, 0, sizeof(rec));
+    if (split_path(path, b, sizeof(b), &dn, &nm) == 0 &&
+        sidecar_open(dn, nm, 0, &sc) == 0) {
+        sidecar_get_record(sc, &rec);
+        sidecar_close(sc);
+    }
+    if (!rec.bound || rec.ino != (uint64_t)st.st_ino ||
+        rec.size != (uint64_t)st.st_size ||
+        rec.mtime != (int64_t)st.st_mtim.tv_sec ||
+        rec.mtime_nsec != (uint32_t)st.st_mtim.tv_nsec)
+        patchlog_record_new_data(path, &st);
+}
+
 int patchlog_pending_run(const char *state, int list_only,
                          patchlog_report_fn report, void *ctx)
 {
@@ -494,7 +520,7 @@ int patchlog_pending_run(const char *state, int list_only,
     if (!d)
         return errno == ENOENT ? 0 : -errno;
     while ((e = readdir(d)) != NULL) {
-        char entry[4200], path[4097];
+        char entry[4400], path[4097];
         ssize_t n;
         int fd, rc = -ESTALE, tries;
 
@@ -520,6 +546,12 @@ int patchlog_pending_run(const char *state, int list_only,
             continue;
         }
         path[n] = '\0';
+        if (list_only == PATCHLOG_PENDING_MARK) {
+            mark_pending(path);
+            left++;
+            close(fd);
+            continue;
+        }
         if (list_only) {
             if (report)
                 report(ctx, path, "SHA-1 pending", 0);
@@ -531,26 +563,13 @@ int patchlog_pending_run(const char *state, int list_only,
          * queued its own entry, but this one is only removed once a hash
          * of the data as it then is has been stored. */
         for (tries = 0; tries < 3 && rc == -ESTALE; tries++) {
-            struct stat st;
+
             rc = hash_one(path, report, ctx);
             /* A record that does not describe the data at all (a crash
              * between the data's change and the record's) is brought up
              * to date first, then hashed. */
-            if (rc == -ESTALE && lstat(path, &st) == 0) {
-                sidecar_record rec;
-                char b[4096];
-                const char *dn, *nm;
-                sidecar *sc;
-                memset(&rec, 0, sizeof(rec));
-                if (split_path(path, b, sizeof(b), &dn, &nm) == 0 &&
-                    sidecar_open(dn, nm, 0, &sc) == 0) {
-                    sidecar_get_record(sc, &rec);
-                    sidecar_close(sc);
-                }
-                if (!rec.bound || rec.ino != (uint64_t)st.st_ino ||
-                    rec.size != (uint64_t)st.st_size)
-                    patchlog_record_new_data(path, &st);
-            }
+            if (rc == -ESTALE)
+                mark_pending(path);
         }
         if (rc == 0) {
             unlink(entry);

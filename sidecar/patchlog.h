@@ -65,7 +65,13 @@ int patchlog_pending_add(const char *state, const char *path);
  * pending entry not locked by another worker; removes an entry once
  * stored or once a newer write made it stale.  REPORT is told of each
  * ("stored", "stale store refused", or an error).  Returns how many
- * remain, or -errno.  LIST_ONLY: count and report, change nothing. */
+ * remain, or -errno.  LIST_ONLY: PATCHLOG_PENDING_LIST counts and
+ * reports, changing nothing; PATCHLOG_PENDING_MARK only brings each
+ * entry's sidecar record up to date with its data (version bumped, SHA-1
+ * empty: pending), without hashing. */
+#define PATCHLOG_PENDING_RUN  0
+#define PATCHLOG_PENDING_LIST 1
+#define PATCHLOG_PENDING_MARK 2 /* at start: records read as pending */
 int patchlog_pending_run(const char *state, int list_only,
                          patchlog_report_fn report, void *ctx);
 
