@@ -419,15 +419,6 @@ static int hash_fd(int fd, char hex[41])
     return rc;
 }
 
-static int same_identity(const struct stat *a, const struct stat *b)
-{
-    return a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-           a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
 /* One pending PATH: 0 when stored (or nothing left to do), -ESTALE when
  * a newer write overtook it, another -errno on failure. */
 static int hash_one(const char *path, patchlog_report_fn report, void *ctx)
@@ -435,7 +426,7 @@ static int hash_one(const char *path, patchlog_report_fn report, void *ctx)
     char buf[4096], hex[41];
     const char *dir, *name;
     sidecar_record rec;
-    struct stat before, after;
+    struct stat before;
     sidecar *sc;
     int fd, rc;
 
@@ -462,16 +453,12 @@ static int hash_one(const char *path, patchlog_report_fn report, void *ctx)
         close(fd);
         return 0; /* already recorded */
     }
-    /* No lock: an in-place write meanwhile moves the mtime, and the store
-     * below refuses a hash whose data changed or whose version moved on. */
+    /* No lock: a write meanwhile moves the mtime (or replaces the
+     * inode) or the content version, and the store refuses the hash. */
     rc = hash_fd(fd, hex);
-    if (!rc && fstat(fd, &after) != 0)
-        rc = -errno;
     close(fd);
     if (rc)
         return rc;
-    if (!same_identity(&before, &after))
-        return -ESTALE;
     rc = sidecar_store_sha1(dir, name, hex, rec.version, &before);
     if (rc == -ESTALE && report)
         report(ctx, path,
