@@ -341,8 +341,12 @@ int patchlog_recover(const char *state, int repair, patchlog_report_fn report,
         snprintf(pl.data, sizeof(pl.data), "%.*s.data",
                  (int)(strlen(path) - 4), path);
         if (!repair) {
+            char *target = NULL;
             if (report)
-                report(ctx, path, "interrupted PATCH-APPLY to replay", 0);
+                report(ctx,
+                       parse_record(fd, &pl, &target) == 0 ? target : path,
+                       "interrupted PATCH-APPLY to replay", 0);
+            free(target);
             left++;
             close(fd);
             continue;
