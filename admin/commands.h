@@ -15,5 +15,6 @@ int cmd_sidecar(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_manifest(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const mirrordav_command commands[] = {
     {"fsck", cmd_fsck, "check (--repair: fix) sidecars against the data"},
     {"manifest", cmd_manifest, "generate|check a tree's manifest"},
     {"verify", cmd_verify, "check a snapshot against its manifests"},
+    {"push", cmd_push, "send a file as PATCH-APPLY deltas (or a PUT)"},
     {NULL, NULL, NULL},
 };
 
