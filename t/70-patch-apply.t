@@ -279,6 +279,27 @@ diag("kinds: " . join(', ', map { "$_ $kinds{$_}" } sort keys %kinds));
     }
 }
 
+# ------------------------------------- a file a snapshot shares (nlink 2)
+{
+    my $old = rbytes(300_000);
+    my $new = $old;
+    substr($new, 5000, 3000) = rbytes(3000);
+    spew("$tmp/s-old", $old);
+    spew("$tmp/s-new", $new);
+    $s->put('/dav/shared.bin', $old)->{status} =~ /^20/ or die;
+    my $snap = $s->volume . '/snapshots/s1';
+    mkdir $snap;
+    link("$live/shared.bin", "$snap/shared.bin") or die "link: $!";
+    my $ino = (stat "$live/shared.bin")[1];
+    rdiff_delta("$tmp/s-old", "$tmp/s-new", "$tmp/s-delta");
+    my $N = length $new;
+    my ($code, $body) = patch_apply('/dav/shared.bin', "$tmp/s-delta", "bytes 0-" . ($N - 1) . "/$N", truncate => 1);
+    is($code, 204, 'shared file: 204') or diag($body);
+    is(sha1_file("$live/shared.bin"), sha1_hex($new), 'shared file: the live file is the new version');
+    is(sha1_file("$snap/shared.bin"), sha1_hex($old), 'shared file: the snapshot keeps the old bytes');
+    isnt((stat "$live/shared.bin")[1], $ino, 'shared file: the live name has a new inode');
+}
+
 # ----------------------------------------------------------------- OPTIONS
 {
     my $r = $s->request('OPTIONS', '/dav/case.bin');
