@@ -54,6 +54,8 @@
 
 #define BODY_BUF (256 * 1024)
 #define OUT_BUF  (256 * 1024)
+#define WIN_BUF  (1024 * 1024)
+#define BLOCK    4096
 
 static int m_patch_apply = -1;
 
@@ -149,6 +151,11 @@ typedef struct {
     int out_fd;            /* where O goes: the clone, or the staging file */
     apr_uint64_t out_base; /* O's first byte's offset in out_fd */
     apr_uint64_t want, got;
+    apr_uint64_t s;  /* S: where O[0] goes in the file */
+    int skip_same;   /* write only blocks that differ from the file */
+    char *win, *cmp; /* O[win_off, +win_fill), and the file's bytes */
+    apr_size_t win_fill;
+    apr_uint64_t win_off;
     rs_job_t *job;
     char *outbuf;
     gzin *gz;
@@ -194,15 +201,11 @@ static rs_result copy_cb(void *opaque, rs_long_t pos, size_t *len, void **buf)
     return RS_DONE;
 }
 
-static dav_error *emit(patch_ctx *c, const char *b, apr_size_t n)
+static dav_error *write_at(patch_ctx *c, const char *b, apr_size_t n,
+                           apr_uint64_t off)
 {
-    if (n > c->want - c->got)
-        return bad(c, apr_psprintf(c->p,
-                                   "The delta's output is longer than the "
-                                   "range (%" APR_UINT64_T_FMT " bytes).",
-                                   c->want));
     while (n > 0) {
-        ssize_t w = pwrite(c->out_fd, b, n, (off_t)(c->out_base + c->got));
+        ssize_t w = pwrite(c->out_fd, b, n, (off_t)(c->out_base + off));
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -211,7 +214,81 @@ static dav_error *emit(patch_ctx *c, const char *b, apr_size_t n)
                 "Could not write the patched data");
         b += w;
         n -= (apr_size_t)w;
-        c->got += (apr_uint64_t)w;
+        off += (apr_uint64_t)w;
+    }
+    return NULL;
+}
+
+/* Writes the window (O[win_off, win_off + win_fill)).  When SKIP_SAME,
+ * only its blocks that differ from the file's bytes at the same place:
+ * the clone already holds those, and a sparse staging file leaves them
+ * as holes that the journal's apply skips (sidecar/patchlog.c).  Windows
+ * start at multiples of WIN_BUF in O, so every block is written whole or
+ * not at all.  This keeps the writes (and the staged data) proportional
+ * to the change even when the delta rewrites the whole file. */
+static dav_error *flush_window(patch_ctx *c)
+{
+    apr_size_t done = 0, have = 0;
+    dav_error *err;
+
+    if (!c->skip_same || c->win_fill == 0) {
+        err = write_at(c, c->win, c->win_fill, c->win_off);
+        c->win_off += c->win_fill;
+        c->win_fill = 0;
+        return err;
+    }
+    while (have < c->win_fill) {
+        ssize_t n = pread(c->basis_fd, c->cmp + have, c->win_fill - have,
+                          (off_t)(c->s + c->win_off + have));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return mirrordav_errno_error(c->p, APR_FROM_OS_ERROR(errno),
+                                         "Could not read the file");
+        if (n == 0)
+            break; /* past the end: all of it differs */
+        have += (apr_size_t)n;
+    }
+    while (done < c->win_fill) {
+        apr_size_t start = done, n;
+        /* A run of differing blocks, written in one call. */
+        while (done < c->win_fill) {
+            n = c->win_fill - done < BLOCK ? c->win_fill - done : BLOCK;
+            if (done + n <= have && !memcmp(c->win + done, c->cmp + done, n))
+                break;
+            done += n;
+        }
+        if (done > start && (err = write_at(c, c->win + start, done - start,
+                                            c->win_off + start)) != NULL)
+            return err;
+        if (done < c->win_fill)
+            done += c->win_fill - done < BLOCK ? c->win_fill - done : BLOCK;
+    }
+    c->win_off += c->win_fill;
+    c->win_fill = 0;
+    return NULL;
+}
+
+static dav_error *emit(patch_ctx *c, const char *b, apr_size_t n)
+{
+    if (n > c->want - c->got)
+        return bad(c, apr_psprintf(c->p,
+                                   "The delta's output is longer than the "
+                                   "range (%" APR_UINT64_T_FMT " bytes).",
+                                   c->want));
+    while (n > 0) {
+        apr_size_t k = WIN_BUF - c->win_fill;
+        dav_error *err;
+
+        if (k > n)
+            k = n;
+        memcpy(c->win + c->win_fill, b, k);
+        c->win_fill += k;
+        c->got += k;
+        b += k;
+        n -= k;
+        if (c->win_fill == WIN_BUF && (err = flush_window(c)) != NULL)
+            return err;
     }
     return NULL;
 }
@@ -306,6 +383,8 @@ static dav_error *run_body(patch_ctx *c, int gzip)
 
     c->job = rs_patch_begin(copy_cb, c);
     c->outbuf = apr_palloc(c->p, OUT_BUF);
+    c->win = apr_palloc(c->p, WIN_BUF);
+    c->cmp = c->skip_same ? apr_palloc(c->p, WIN_BUF) : NULL;
     apr_pool_cleanup_register(c->p, c, ctx_cleanup, apr_pool_cleanup_null);
     if (!c->job)
         return mirrordav_error(c->p, HTTP_INTERNAL_SERVER_ERROR, 0,
@@ -351,7 +430,10 @@ static dav_error *run_body(patch_ctx *c, int gzip)
             return rc > 0 && c->err ? c->err
                                     : mirrordav_gzip_error(r, c->gz, rc);
     }
-    return pump(c, NULL, 0, 1);
+    {
+        dav_error *err = pump(c, NULL, 0, 1);
+        return err ? err : flush_window(c);
+    }
 }
 
 /* ------------------------------------------------------------ commit */
@@ -531,6 +613,8 @@ static dav_error *patch_file(request_rec *r, const dav_resource *resource,
     }
     c->out_fd = replace ? nf->fd : pl->data_fd;
     c->out_base = replace ? pr->s : 0;
+    c->s = pr->s;
+    c->skip_same = replace || pl->sparse;
 
     if ((err = run_body(c, gzip)) != NULL)
         return err;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -44,6 +45,26 @@ static int split_path(const char *path, char *buf, size_t bufsz,
     return 0;
 }
 
+/* Whether lseek(SEEK_DATA) on FD's file system finds exactly the blocks
+ * written (elsewhere, Linux may call the whole file data, which would copy
+ * a hole's zeros over the file). */
+static int holes_exact(int fd)
+{
+    struct statfs sf;
+
+    if (fstatfs(fd, &sf) != 0)
+        return 0;
+    switch ((unsigned long)sf.f_type) {
+    case 0xEF53UL:     /* ext2/3/4 */
+    case 0x58465342UL: /* XFS */
+    case 0x9123683EUL: /* btrfs */
+    case 0x01021994UL: /* tmpfs */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int patchlog_stage(const char *state, patchlog *pl)
 {
     memset(pl, 0, sizeof(*pl));
@@ -59,6 +80,7 @@ int patchlog_stage(const char *state, patchlog *pl)
     flock(pl->data_fd, LOCK_EX);
     snprintf(pl->rec, sizeof(pl->rec), "%.*s.rec", (int)(strlen(pl->data) - 5),
              pl->data);
+    pl->sparse = holes_exact(pl->data_fd);
     return 0;
 }
 
@@ -82,13 +104,17 @@ int patchlog_write_record(const char *state, patchlog *pl)
     int fd, rc, n;
 
     /* O is durable before the record that points at it: a record is only
-     * ever replayed with its whole O. */
+     * ever replayed with its whole O.  Its size is O's length (a sparse O
+     * may end in a hole), which replay checks. */
+    if (ftruncate(pl->data_fd, (off_t)pl->len) != 0)
+        return -errno;
     if ((rc = publish_sync_fd(pl->data_fd)) != 0)
         return rc;
     n = asprintf(&text,
                  "mirrordav-patch 1\nino %" PRIu64 "\noffset %" PRIu64
-                 "\nlen %" PRIu64 "\nsize %" PRIu64 "\ntarget %s",
-                 pl->ino, pl->offset, pl->len, pl->new_size, pl->target);
+                 "\nlen %" PRIu64 "\nsize %" PRIu64 "\nsparse %d\ntarget %s",
+                 pl->ino, pl->offset, pl->len, pl->new_size, pl->sparse,
+                 pl->target);
     if (n < 0)
         return -ENOMEM;
     snprintf(tmp, sizeof(tmp), "%.*s.rtmp", (int)(strlen(pl->rec) - 4),
@@ -123,24 +149,20 @@ int patchlog_write_record(const char *state, patchlog *pl)
     return 0;
 }
 
-static int copy_range(int from, int to, uint64_t offset, uint64_t len)
+/* Copies FROM[DONE, LEN) to TO at OFFSET + DONE. */
+static int copy_part(int from, int to, char *buf, uint64_t offset,
+                     uint64_t done, uint64_t len)
 {
-    char *buf = malloc(COPY_BUF);
-    uint64_t done = 0;
     int rc = 0;
 
-    if (!buf)
-        return -ENOMEM;
     while (done < len) {
         size_t want = len - done > COPY_BUF ? COPY_BUF : (size_t)(len - done);
         ssize_t n = pread(from, buf, want, (off_t)done);
         ssize_t w;
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : -EIO; /* staged O shorter than recorded */
-            break;
-        }
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO; /* staged O shorter than recorded */
         for (ssize_t off = 0; off < n; off += w) {
             w = pwrite(to, buf + off, (size_t)(n - off),
                        (off_t)(offset + done + (uint64_t)off));
@@ -148,14 +170,43 @@ static int copy_range(int from, int to, uint64_t offset, uint64_t len)
                 w = 0;
                 continue;
             }
-            if (w <= 0) {
-                rc = w < 0 ? -errno : -EIO;
-                break;
-            }
+            if (w <= 0)
+                return w < 0 ? -errno : -EIO;
         }
-        if (rc)
-            break;
         done += (uint64_t)n;
+    }
+    return rc;
+}
+
+/* Copies the staged O (only its data, when SPARSE: the holes are bytes
+ * equal to the file's) into TO at OFFSET. */
+static int copy_range(int from, int to, uint64_t offset, uint64_t len,
+                      int sparse)
+{
+    char *buf = malloc(COPY_BUF);
+    uint64_t pos = 0;
+    int rc = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    if (!sparse)
+        rc = copy_part(from, to, buf, offset, 0, len);
+    while (sparse && !rc && pos < len) {
+        off_t a = lseek(from, (off_t)pos, SEEK_DATA), b;
+        if (a < 0) {
+            if (errno != ENXIO) /* ENXIO: no data after POS */
+                rc = -errno;
+            break;
+        }
+        b = lseek(from, a, SEEK_HOLE);
+        if (b < 0) {
+            rc = -errno;
+            break;
+        }
+        if ((uint64_t)b > len)
+            b = (off_t)len;
+        rc = copy_part(from, to, buf, offset, (uint64_t)a, (uint64_t)b);
+        pos = (uint64_t)b;
     }
     free(buf);
     return rc;
@@ -171,7 +222,7 @@ int patchlog_apply(const patchlog *pl, int target_fd)
     while (flock(target_fd, LOCK_EX) != 0)
         if (errno != EINTR)
             return -errno;
-    rc = copy_range(pl->data_fd, target_fd, pl->offset, pl->len);
+    rc = copy_range(pl->data_fd, target_fd, pl->offset, pl->len, pl->sparse);
     /* Writing O then setting the size is idempotent: a replay of a record
      * whose apply had (partly) run writes the same bytes again.  For a
      * patch that keeps the tail, the size is already the new size. */
@@ -215,8 +266,9 @@ static int parse_record(int fd, patchlog *pl, char **target)
     buf[n] = '\0';
     if (sscanf(buf,
                "mirrordav-patch 1\nino %" SCNu64 "\noffset %" SCNu64
-               "\nlen %" SCNu64 "\nsize %" SCNu64 "\n",
-               &pl->ino, &pl->offset, &pl->len, &pl->new_size) != 4)
+               "\nlen %" SCNu64 "\nsize %" SCNu64 "\nsparse %d\n",
+               &pl->ino, &pl->offset, &pl->len, &pl->new_size,
+               &pl->sparse) != 5)
         return -EBADMSG;
     t = strstr(buf, "\ntarget ");
     if (!t || t[8] != '/')

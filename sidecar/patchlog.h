@@ -38,12 +38,18 @@ typedef struct {
     const char *target;
     uint64_t ino;
     uint64_t offset, len, new_size;
+    /* The staged O holds only the blocks that differ from the file at the
+     * same place; the rest are holes (SEEK_DATA/SEEK_HOLE find them), and
+     * only the data is copied in.  Set by patchlog_stage where the file
+     * system reports holes exactly (ext4, XFS, btrfs, tmpfs). */
+    int sparse;
 } patchlog;
 
 /* Creates the staging file for O in STATE; PL->data_fd is where O goes. */
 int patchlog_stage(const char *state, patchlog *pl);
-/* Syncs the staged O and makes the record durable (fields set by the
- * caller).  From here on a crash completes the patch. */
+/* Sets the staged O's size to PL->len, syncs it and makes the record
+ * durable (fields set by the caller).  From here on a crash completes the
+ * patch. */
 int patchlog_write_record(const char *state, patchlog *pl);
 /* Copies O into TARGET_FD at its offset and sets the size, under an
  * exclusive flock of TARGET_FD (readers hold it shared), and fsyncs. */
