@@ -21,6 +21,12 @@
  *                 (inode, size, mtime, ctime differ, or an old record
  *                 names none): the server serves it as unknown
  *   unknown       anything else inside a sidecar folder (never touched)
+ *   interrupted-patch
+ *                 the journal record of a PATCH-APPLY applied in place
+ *                 (VOLUME/state/patch-*.rec): --repair replays it, which
+ *                 gives the new version (sidecar/patchlog.h)
+ *   pending-hash  a SHA-1 queued after a PATCH-APPLY and not yet computed
+ *                 (VOLUME/state/pending/): --repair computes and stores it
  * An orphan is a NAME.db, or a hashed <sha1>.hdb whose recorded name is
  * absent from the directory; a sidecar whose data exists is never one.
  * With --repair it removes orphans, stale temps and unreadable sidecars,
@@ -45,6 +51,7 @@
 #include "admin/commands.h"
 #include "admin/entry.h"
 #include "sidecar/intent.h"
+#include "sidecar/patchlog.h"
 #include "sidecar/sidecar.h"
 
 /* A temp file untouched this long belongs to no running write. */
@@ -384,6 +391,44 @@ static void report_intent(void *ctx, const intent *in, const char *action,
                in->dst);
 }
 
+static void report_patch(void *ctx, const char *target, const char *what,
+                         int rc)
+{
+    fsck_ctx *c = ctx;
+    const char *kind =
+        strstr(what, "SHA-1") ? "pending-hash" : "interrupted-patch";
+
+    /* The worker's retries report a refused stale store on the way: not
+     * a finding of its own. */
+    if (rc == -ESTALE)
+        return;
+    c->problems++;
+    if (c->repair && rc == 0)
+        c->repaired++;
+    if (rc)
+        printf("%s	%s	kept (%s: %s)\n", target, kind, what,
+               strerror(-rc));
+    else
+        printf("%s	%s	%s\n", target, kind, what);
+}
+
+/* PATCH-APPLY's journal and pending hashes (sidecar/patchlog.h): replayed
+ * and computed with --repair, reported otherwise.  Runs durable: a replay
+ * is acknowledged data. */
+static void check_patches(fsck_ctx *c, const char *state)
+{
+    if (patchlog_recover(state, c->repair, report_patch, c) < 0 ||
+        patchlog_pending_run(
+            state, c->repair ? PATCHLOG_PENDING_RUN : PATCHLOG_PENDING_LIST,
+            report_patch, c) < 0) {
+        fprintf(stderr,
+                "mirrordav fsck: %s: cannot read the PATCH-APPLY "
+                "journal or queue\n",
+                state);
+        c->io_error = 1;
+    }
+}
+
 int cmd_fsck(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -432,6 +477,7 @@ int cmd_fsck(int argc, char **argv)
                 state);
         c.io_error = 1;
     }
+    check_patches(&c, state);
 
     /* Repairs are many small sidecar writes: made durable together by one
      * syncfs before the summary, not by an fsync each.  A crash before it

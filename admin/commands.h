@@ -17,5 +17,6 @@ int cmd_manifest(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_volume(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static const mirrordav_command commands[] = {
     {"verify", cmd_verify, "check a snapshot against its manifests"},
     {"snapshot", cmd_snapshot, "create|list|delete|prune|pin|unpin snapshots"},
     {"volume", cmd_volume, "init a volume (live/, snapshots/, state/)"},
+    {"push", cmd_push, "send a file as PATCH-APPLY deltas (or a PUT)"},
     {NULL, NULL, NULL},
 };
 

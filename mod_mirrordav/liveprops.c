@@ -75,7 +75,7 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
     const dav_liveprop_spec *info;
     const char *value = NULL, *s;
     sidecar_record rec;
-    int global_ns;
+    int global_ns, pending = 0;
 
     if (resource->hooks != &mirrordav_hooks_repository || !resource->exists)
         return DAV_PROP_INSERT_NOTDEF;
@@ -118,10 +118,25 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
             /* A fresh lstat, after the record was read: the hash is
              * served only while it names the bytes at the path now
              * (finfo has microseconds only, and may predate the read). */
-            if (lstat(resource->info->path, &st) != 0 ||
-                !mirrordav_hash_servable(resource, &rec, &st))
-                return DAV_PROP_INSERT_NOTDEF; /* unknown */
-            value = apr_pstrdup(p, rec.sha1);
+            if (lstat(resource->info->path, &st) != 0)
+                return DAV_PROP_INSERT_NOTDEF;
+            if (!mirrordav_hash_servable(resource, &rec, &st)) {
+                /* Pending: the record describes these bytes (bumped by
+                 * PATCH-APPLY, sidecar/patchlog.c) but their SHA-1 is
+                 * still being computed.  Answered as an empty value
+                 * marked <sha1 mirrordav:pending="true"/>, never as a
+                 * value.  Anything else is unknown: not answered. */
+                if (!rec.sha1[0] && rec.version && rec.bound &&
+                    rec.ino == (apr_uint64_t)st.st_ino &&
+                    rec.size == (apr_uint64_t)st.st_size &&
+                    rec.mtime == st.st_mtim.tv_sec &&
+                    rec.mtime_nsec == (apr_uint32_t)st.st_mtim.tv_nsec)
+                    pending = 1;
+                else
+                    return DAV_PROP_INSERT_NOTDEF; /* unknown */
+            }
+            else
+                value = apr_pstrdup(p, rec.sha1);
         }
         break;
     default:
@@ -139,7 +154,10 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
         const char *qname = apr_pstrcat(p, "lp", apr_itoa(p, global_ns), ":",
                                         info->name, NULL);
 
-        if (what == DAV_PROP_INSERT_VALUE)
+        if (pending)
+            s = apr_pstrcat(p, "<", qname, " lp", apr_itoa(p, global_ns),
+                            ":pending=\"true\"/>" DEBUG_CR, NULL);
+        else if (what == DAV_PROP_INSERT_VALUE)
             s = apr_pstrcat(p, "<", qname, ">", value, "</", qname,
                             ">" DEBUG_CR, NULL);
         else
@@ -193,7 +211,12 @@ static void insert_all_liveprops(request_rec *r, const dav_resource *resource,
     (void)insert_prop(resource, DAV_PROPID_getlastmodified, what, phdr);
     (void)insert_prop(resource, DAV_PROPID_getetag, what, phdr);
     /* The SHA-1 costs a sidecar read per member: PROPFIND names it when
-     * it wants it, as RFC 4918 lets allprop leave such properties out. */
+     * it wants it, as RFC 4918 lets allprop leave such properties out.
+     * propname lists every name (RFC 4918 9.1); a name costs no read. */
+    if (what == DAV_PROP_INSERT_NAME && !resource->collection) {
+        (void)insert_prop(resource, PROPID_sha1, what, phdr);
+        (void)insert_prop(resource, PROPID_content_version, what, phdr);
+    }
 }
 
 static void gather_propsets(apr_array_header_t *uris)

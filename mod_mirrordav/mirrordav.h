@@ -17,6 +17,7 @@
  *   snapshot_space.c /snapshots/: read-only snapshots, MKCOL/DELETE of
  *                    whole snapshots, the write barrier of live writes
  *   cow.c            breaks a data file's sharing with a snapshot
+ *   patch_apply.c    the PATCH-APPLY method and its SHA-1 worker
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -191,6 +192,17 @@ void mirrordav_recovery_reset(apr_pool_t *pconf);
 void mirrordav_recovery_note_volume(const char *volume);
 int mirrordav_recovery_run(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s);
+/* The configured volumes (const char *), or NULL. */
+const apr_array_header_t *mirrordav_recovery_volumes(void);
+
+/* patch_apply.c */
+void mirrordav_register_patch_apply(apr_pool_t *p);
+/* The method number of PATCH-APPLY (-1 before post_config). */
+int mirrordav_patch_apply_method(void);
+/* Non-zero when RESOURCE must not be written (PATCH-APPLY answers 403):
+ * any path outside the live tree, such as a snapshot's.  The one place
+ * that says what is read-only. */
+int mirrordav_read_only(const dav_resource *resource);
 
 /* locks.c */
 extern const dav_hooks_locks mirrordav_hooks_locks;

@@ -375,6 +375,7 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_propdb_hooks();
     mirrordav_register_body_filter();
     mirrordav_register_snapshot_hooks(p);
+    mirrordav_register_patch_apply(p);
     dav_register_provider(p, "mirrordav", &provider);
 }
 

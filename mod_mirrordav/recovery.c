@@ -23,6 +23,7 @@
 #include "mirrordav.h"
 #include "sidecar/intent.h"
 #include "snapshot/snapshot.h"
+#include "sidecar/patchlog.h"
 #include "sidecar/sidecar.h"
 
 static apr_array_header_t *volumes; /* const char *, from the config */
@@ -44,6 +45,11 @@ void mirrordav_recovery_note_volume(const char *volume)
     APR_ARRAY_PUSH(volumes, const char *) = volume;
 }
 
+const apr_array_header_t *mirrordav_recovery_volumes(void)
+{
+    return volumes;
+}
+
 typedef struct {
     server_rec *s;
 } report_ctx;
@@ -61,6 +67,29 @@ static void report(void *ctx, const intent *in, const char *action, int rc)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, c->s,
                      "interrupted %s onto %s (%s): %s",
                      in->move ? "MOVE" : "COPY", in->dst, in->file, action);
+}
+
+static void patch_report(void *ctx, const char *target, const char *what,
+                         int rc)
+{
+    ap_log_error(APLOG_MARK, rc ? APLOG_ERR : APLOG_NOTICE,
+                 rc ? APR_FROM_OS_ERROR(-rc) : 0, ctx, "%s: %s", target, what);
+}
+
+/* Interrupted in-place PATCH-APPLYs (sidecar/patchlog.h) are completed:
+ * the file becomes the new version.  Records left, or 0. */
+static int patch_recover(server_rec *s, const char *state)
+{
+    int left = patchlog_recover(state, 1, patch_report, s);
+
+    if (left < 0)
+        ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-left), s,
+                     "recovery: cannot read the PATCH-APPLY journal in %s",
+                     state);
+    /* Records a crash left describing older data read as pending; the
+     * children's workers compute the hashes. */
+    patchlog_pending_run(state, PATCHLOG_PENDING_MARK, NULL, NULL);
+    return left < 0 ? 1 : left;
 }
 
 /* In the child: become the volume's owner, recover, exit. */
@@ -93,6 +122,7 @@ static void recover_as_owner(server_rec *s, const char *volume,
     if (left < 0)
         ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-left), s,
                      "recovery: cannot read the intent records in %s", state);
+    left += patch_recover(s, state);
     /* Half-built or half-deleted snapshots (their ".tmp-" names in
      * snapshots/) of a create or delete that a crash interrupted: never a
      * snapshot under a real name, so removing them loses nothing. */

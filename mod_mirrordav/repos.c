@@ -11,6 +11,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +21,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mirrordav.h"
+#include "http_core.h"
 #include "sidecar/intent.h"
 #include "sidecar/sidecar.h"
 
@@ -180,12 +184,39 @@ static dav_error *set_headers(request_rec *r, const dav_resource *resource)
 dav_error *mirrordav_deliver_listing(const dav_resource *resource,
                                      ap_filter_t *output);
 
+/* sendfile(2) hands the file's pages to TCP by reference: bytes not yet
+ * acknowledged by the peer are read from the page cache when they are
+ * (re)transmitted, so a write into the file after the call returned could
+ * still reach this client.  The shared lock is therefore kept until the
+ * socket's send queue is empty (SIOCOUTQ: unsent plus unacknowledged),
+ * or the server's Timeout has passed (a client that stalls that long may
+ * then see a later version's bytes at the end). */
+static void wait_sent(request_rec *r)
+{
+    apr_socket_t *sock = ap_get_conn_socket(r->connection);
+    apr_interval_time_t waited = 0, step = 1000;
+    apr_os_sock_t sfd;
+    int queued;
+
+    if (!sock || apr_os_sock_get(&sfd, sock) != APR_SUCCESS)
+        return;
+    while (ioctl(sfd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+           waited < r->server->timeout) {
+        apr_sleep(step);
+        waited += step;
+        if (step < 50000)
+            step *= 2;
+    }
+}
+
 static dav_error *deliver(const dav_resource *resource, ap_filter_t *output)
 {
     apr_pool_t *p = resource->pool;
     request_rec *r = resource->info->r;
     apr_bucket_brigade *bb;
     apr_file_t *fd;
+    apr_os_file_t osfd = -1;
+    apr_off_t size = resource->info->finfo.size;
     apr_status_t rv;
 
     if (resource->collection)
@@ -198,13 +229,36 @@ static dav_error *deliver(const dav_resource *resource, ap_filter_t *output)
     if (rv != APR_SUCCESS)
         return mirrordav_errno_error(p, rv, "Could not open the file");
 
+    /* Shared with other readers, exclusive with PATCH-APPLY's in-place
+     * phase (sidecar/patchlog.c): the bytes sent are one version.  The
+     * FLUSH makes the core write everything before the pass returns (no
+     * write completion after the lock is gone); the lock goes with the
+     * descriptor, when the request's pool is destroyed at the latest. */
+    if (apr_os_file_get(&osfd, fd) == APR_SUCCESS) {
+        struct stat st;
+
+        while (flock(osfd, LOCK_SH) != 0 && errno == EINTR)
+            ;
+        /* A patch applied in place before the lock was had may have
+         * changed the size; no header has been sent yet. */
+        if (fstat(osfd, &st) == 0 && st.st_size != size) {
+            size = st.st_size;
+            ap_set_content_length(r, size);
+        }
+    }
     /* A file bucket lets the core output filter use sendfile, and the
      * byterange filter cut ranges without reading the data. */
     bb = apr_brigade_create(p, output->c->bucket_alloc);
-    apr_brigade_insert_file(bb, fd, 0, resource->info->finfo.size, p);
+    apr_brigade_insert_file(bb, fd, 0, size, p);
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_flush_create(output->c->bucket_alloc));
     APR_BRIGADE_INSERT_TAIL(bb,
                             apr_bucket_eos_create(output->c->bucket_alloc));
     rv = ap_pass_brigade(output, bb);
+    if (osfd >= 0) {
+        wait_sent(r);
+        flock(osfd, LOCK_UN);
+    }
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
                       "delivery of %s ended early", resource->uri);
