@@ -6,7 +6,7 @@
 # manifest in the live tree, sidecar and snapshot records, the failure
 # log, JSON, --jobs, a corrupt manifest, and resume after kill -9.
 #   MIRRORDAV_VERIFY_KILLS=N   kill/resume rounds (default 6)
-# The verifier checkpoints every 2000 entries here (the default is every
+# The verifier checkpoints every 500 entries here (the default is every
 # second or 50 000 entries), so that kills land between checkpoints.
 use strict;
 use warnings;
@@ -27,7 +27,7 @@ my $vol   = "$base/vol";
 my $live  = "$vol/live";
 make_path("$vol/snapshots", "$vol/state", "$live/backup");
 
-$ENV{MIRRORDAV_VERIFY_CHECKPOINT_ENTRIES} = 2000;
+$ENV{MIRRORDAV_VERIFY_CHECKPOINT_ENTRIES} = 500;
 my $seed = $ENV{MIRRORDAV_SEED} // time;
 srand($seed);
 diag("seed $seed");
@@ -186,7 +186,11 @@ snapshot('corrupt');
 # kill -9 at random points, then --resume: the final report (and the
 # repaired manifest) equal the uninterrupted run's.
 {
+    # The uninterrupted run, timed: the kills land inside a run of its
+    # length, whatever the machine's speed.
+    my $t0 = Time::HiRes::time();
     my ($ref, $refrc) = verify('bad');
+    my $took = Time::HiRes::time() - $t0;
     # The header names the run (its time); the entries must be equal.
     my $entries = sub { join "\n", grep { !/^=(header|trailer),/ } split /\n/, slurp($verified) };
     my $refv = $entries->();
@@ -200,7 +204,7 @@ snapshot('corrupt');
             open STDOUT, '>', '/dev/null'; open STDERR, '>', '/dev/null';
             exec $admin, 'verify', '--volume', $vol, '--snapshot', 'bad';
         }
-        sleep(0.1 + rand(1.0));
+        sleep($took * (0.15 + rand(0.7)));
         $killed++ if kill 'KILL', $pid;
         waitpid $pid, 0;
         my ($o, $r) = verify('bad', '--resume');

@@ -269,6 +269,12 @@ fsck_clean($live, 'live SHA-1s current after unlink() moved the ctime again');
         make_path(sprintf "$v3/live/d%02d", $d);
         spew(sprintf("$v3/live/d%02d/f%02d", $d, $_), "$d/$_\n") for 0 .. 99;
     }
+    # One undisturbed create, timed, so that the kills land inside a
+    # build of its length whatever the machine's speed.
+    my $t0 = Time::HiRes::time();
+    run_ok("snapshot create timed --volume '$v3'", 0, 'an undisturbed create');
+    my $took = Time::HiRes::time() - $t0;
+    run_ok("snapshot delete timed --volume '$v3'", 0, '... deleted');
     my $rounds = $ENV{MIRRORDAV_SNAPSHOT_KILLS} // 4;
     my ($killed, $done) = (0, 0);
     for my $r (1 .. $rounds) {
@@ -282,7 +288,7 @@ fsck_clean($live, 'live SHA-1s current after unlink() moved the ctime again');
         # Once the build has begun (its temp folder exists), at a random
         # point of it.
         for (1 .. 2000) { last if () = glob("$v3/snapshots/.tmp-k$r-*"); sleep 0.005 }
-        sleep(rand(0.5));
+        sleep($took * rand(0.6));
         kill 'KILL', $pid;
         waitpid $pid, 0;
         ($? & 127) == 9 ? $killed++ : $done++;
