@@ -49,6 +49,7 @@ typedef struct {
     int snapshots;
     const char *snap_backend; /* MirrorDAVSnapshotBackend; NULL = auto */
     int snap_timeout_ms;      /* MirrorDAVSnapshotTimeout; -1 = unset */
+    int barrier;              /* MirrorDAVWriteBarrier; -1 = unset (on) */
 } mirrordav_conf;
 
 struct dav_resource_private {

@@ -35,6 +35,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->max_props = -1;
     conf->snapshots = -1;
     conf->snap_timeout_ms = -1;
+    conf->barrier = -1;
     return conf;
 }
 
@@ -60,6 +61,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
         add->snap_backend ? add->snap_backend : base->snap_backend;
     conf->snap_timeout_ms = add->snap_timeout_ms != -1 ? add->snap_timeout_ms
                                                        : base->snap_timeout_ms;
+    conf->barrier = add->barrier != -1 ? add->barrier : base->barrier;
     return conf;
 }
 
@@ -169,6 +171,12 @@ static const char *set_snap_timeout(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+static const char *set_barrier(cmd_parms *cmd, void *dconf, int on)
+{
+    ((mirrordav_conf *)dconf)->barrier = on;
+    return NULL;
+}
+
 static const command_rec commands[] = {
     AP_INIT_TAKE1("MirrorDAVVolume", set_volume, NULL, ACCESS_CONF,
                   "the volume directory; its live/ tree is served"),
@@ -198,6 +206,10 @@ static const command_rec commands[] = {
                   ACCESS_CONF,
                   "seconds a snapshot waits for the writes in flight "
                   "(default 30)"),
+    AP_INIT_FLAG("MirrorDAVWriteBarrier", set_barrier, NULL, ACCESS_CONF,
+                 "live writes hold the volume write barrier (default On; "
+                 "Off only to measure its cost: snapshots are then not "
+                 "point-in-time)"),
     {NULL},
 };
 

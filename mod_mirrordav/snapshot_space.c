@@ -285,7 +285,8 @@ static int enter_barrier_or_refuse(request_rec *r, const char *volume)
 
 dav_error *mirrordav_write_barrier(request_rec *r, const mirrordav_conf *conf)
 {
-    if (!conf->volume || enter_barrier(r, conf->volume) == DECLINED)
+    if (!conf->volume || conf->barrier == 0 ||
+        enter_barrier(r, conf->volume) == DECLINED)
         return NULL;
     return mirrordav_error(r->pool, HTTP_INTERNAL_SERVER_ERROR, 0,
                            "Could not take the volume's write barrier.");
@@ -375,8 +376,8 @@ int mirrordav_snapshot_fixups(request_rec *r, const mirrordav_conf *conf)
                                             "the destination of a ",
                                             r->method, ".", NULL));
     }
-    if (r->method_number == M_PUT)
-        return DECLINED; /* in close_stream (above) */
+    if (r->method_number == M_PUT || conf->barrier == 0)
+        return DECLINED; /* in close_stream (above); or measuring its cost */
     return enter_barrier_or_refuse(r, conf->volume);
 }
 
