@@ -116,9 +116,10 @@ typedef struct {
     int disc_fd;        /* the discrepancy list, for resuming */
     long long disc_len; /* its length at the checkpoint */
     time_t last_ckpt, last_progress;
-    unsigned since_ckpt;   /* entries emitted since the last checkpoint */
-    unsigned ckpt_entries; /* ... and how many make a checkpoint due */
-    int sidecars_dirty;    /* results written since the last syncfs */
+    unsigned since_ckpt;    /* entries emitted since the last checkpoint */
+    unsigned ckpt_entries;  /* ... and how many make a checkpoint due */
+    unsigned test_delay_us; /* tests only: a pause per emitted entry */
+    int sidecars_dirty;     /* results written since the last syncfs */
 } engine;
 
 static int fail(engine *e, int rv, const char *what, const char *path)
@@ -446,6 +447,8 @@ static void emit(engine *e, job *j)
     int n = compare(e, j);
     time_t now;
 
+    if (e->test_delay_us)
+        usleep(e->test_delay_us);
     if (n < 0)
         return;
     if (j->in_manifest && n > 0)
@@ -1268,6 +1271,10 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
         const char *ce = getenv("MIRRORDAV_VERIFY_CHECKPOINT_ENTRIES");
         e.ckpt_entries =
             ce && atoi(ce) > 0 ? (unsigned)atoi(ce) : CKPT_ENTRIES;
+        /* MIRRORDAV_VERIFY_TEST_DELAY_US slows emission so that a test's
+         * kill lands inside the run whatever the machine's speed. */
+        ce = getenv("MIRRORDAV_VERIFY_TEST_DELAY_US");
+        e.test_delay_us = ce && atoi(ce) > 0 ? (unsigned)atoi(ce) : 0;
     }
     st->expected_bytes = expected;
 
