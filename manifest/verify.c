@@ -39,6 +39,7 @@
 
 #include "manifest/manifest.h"
 #include "manifest/verify.h"
+#include "sidecar/publish.h"
 #include "sidecar/sidecar.h"
 
 #define RING_SIZE     1024
@@ -722,30 +723,6 @@ static char *ckpt_path(const engine *e, const char *leaf)
     return join(e->o->checkpoint_dir, leaf);
 }
 
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rv = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) != 0)
-        rv = -errno;
-    close(fd);
-    return rv;
-}
-
-static int sync_tree(const char *tree)
-{
-    int fd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rv = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (syncfs(fd) != 0)
-        rv = -errno;
-    close(fd);
-    return rv;
-}
-
 static int write_checkpoint(engine *e)
 {
     char *path = ckpt_path(e, "checkpoint"), *tmp = ckpt_path(e, "ckpt.tmp");
@@ -760,7 +737,7 @@ static int write_checkpoint(engine *e)
     }
     /* The data the checkpoint points into first (the results recorded in
      * sidecars included), then the checkpoint. */
-    if (e->sidecars_dirty && (rv = sync_tree(e->o->tree)) != 0)
+    if (e->sidecars_dirty && (rv = publish_syncfs(e->o->tree)) != 0)
         goto out;
     e->sidecars_dirty = 0;
     if (e->wr && ((rv = manifest_writer_flush(e->wr, &wlen)) != 0 ||
@@ -809,7 +786,7 @@ static int write_checkpoint(engine *e)
     if (rename(tmp, path) != 0)
         rv = -errno;
     else
-        rv = sync_dir(e->o->checkpoint_dir);
+        rv = publish_fsync_dir(e->o->checkpoint_dir);
 out:
     if (f)
         fclose(f);
@@ -1071,7 +1048,7 @@ static int publish_verified(engine *e)
     if (rv == 0 && rename(e->wr_tmp, out) != 0)
         rv = -errno;
     if (rv == 0)
-        rv = sync_dir(dir);
+        rv = publish_fsync_dir(dir);
     if (rv == 0)
         rv = record_receipt(dir, out);
     free(dir);
@@ -1117,7 +1094,7 @@ static int publish_index(engine *e)
     if (rv == 0 && rename(e->ix_tmp, e->o->index_out) != 0)
         rv = -errno;
     if (rv == 0)
-        rv = sync_dir(dir);
+        rv = publish_fsync_dir(dir);
     free(dir);
     return rv;
 }
@@ -1297,7 +1274,7 @@ int verify_run(const verify_opts *o, verify_stats *st, char *err, size_t errsz)
     for (i = 0; i < e.nthreads; i++)
         pthread_join(e.threads[i], NULL);
 
-    if (!e.rv && e.sidecars_dirty && (rv = sync_tree(o->tree)) != 0)
+    if (!e.rv && e.sidecars_dirty && (rv = publish_syncfs(o->tree)) != 0)
         fail(&e, rv, "syncing", o->tree);
     if (o->record_sidecars)
         sidecar_set_durable(1);

@@ -34,6 +34,28 @@ int publish_sync_fd(int fd)
     return durable && fsync(fd) ? neg_errno() : 0;
 }
 
+static int sync_dir_fd(const char *dir, int (*how)(int))
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return neg_errno();
+    if (how(fd))
+        rc = neg_errno();
+    close(fd);
+    return rc;
+}
+
+int publish_fsync_dir(const char *dir)
+{
+    return sync_dir_fd(dir, fsync);
+}
+
+int publish_syncfs(const char *path)
+{
+    return sync_dir_fd(path, syncfs);
+}
+
 int publish_sync_dir(const char *dir)
 {
     int fd, rc = 0;

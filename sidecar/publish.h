@@ -38,6 +38,12 @@ int publish_durable(void);
 int publish_sync_fd(int fd);
 int publish_sync_dir(const char *dir);
 
+/* The same two, whatever the durability switch says: for what a caller
+ * must have on disk in any case (checkpoints, a snapshot's name). */
+int publish_fsync_dir(const char *dir);
+/* syncfs(2) of the file system that holds directory PATH. */
+int publish_syncfs(const char *path);
+
 /* Opens a new, empty file (MODE; O_RDWR or O_WRONLY in FLAGS) for an entry
  * of DIR.  A named one goes in TMPDIR, its name starting with PREFIX. */
 int publish_open(publish_file *pf, const char *dir, const char *tmpdir,

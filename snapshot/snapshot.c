@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sidecar/publish.h"
 #include "sidecar/sidecar.h"
 #include "snapshot/barrier.h"
 #include "snapshot/record.h"
@@ -82,18 +83,6 @@ static int pathf(char *out, size_t outsz, const char *fmt, const char *a,
     int n = snprintf(out, outsz, fmt, a, b);
 
     return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
-}
-
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rv = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) != 0)
-        rv = -errno;
-    close(fd);
-    return rv;
 }
 
 /* 1 if FICLONE works in SNAPDIR (two temp files, removed again). */
@@ -221,18 +210,6 @@ static int rebinds_may_batch(const char *live, snap_backend_id id)
 }
 
 /* syncfs of the file system holding PATH. */
-static int sync_fs_of(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rv = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (syncfs(fd) != 0)
-        rv = -errno;
-    close(fd);
-    return rv;
-}
-
 static int create_tree(const char *live, const char *snaps, const char *name,
                        snap_backend_id id, snap_counts *c)
 {
@@ -254,14 +231,14 @@ static int create_tree(const char *live, const char *snaps, const char *name,
     /* Everything the walk made, and the sidecars it re-bound, reach the
      * disk before the name that makes the snapshot real. */
     if (!rv)
-        rv = sync_fs_of(tmp);
+        rv = publish_syncfs(tmp);
     if (!rv && renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE))
         rv = -errno;
     if (rv) {
         snap_remove_tree(tmp, live); /* else recovery will */
         return rv;
     }
-    return sync_dir(snaps);
+    return publish_fsync_dir(snaps);
 }
 
 int snapshot_create(const char *volume, const char *name,
@@ -306,7 +283,7 @@ int snapshot_create(const char *volume, const char *name,
         clock_gettime(CLOCK_MONOTONIC, &t1);
         barrier_leave(&b);
         if (!rv)
-            rv = sync_dir(snaps);
+            rv = publish_fsync_dir(snaps);
         if (!rv) {
             int fd = open(final, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (fd < 0)
@@ -366,7 +343,7 @@ int snapshot_delete(const char *volume, const char *name)
          * ".tmp-" leftover for recovery. */
         if (renameat2(AT_FDCWD, final, AT_FDCWD, tmp, RENAME_NOREPLACE) != 0)
             return -errno;
-        if ((rv = sync_dir(snaps)) != 0)
+        if ((rv = publish_fsync_dir(snaps)) != 0)
             return rv;
         /* The live re-binds (see rebinds_may_batch) reach the disk by the
          * syncfs after the removal. */
@@ -375,7 +352,7 @@ int snapshot_delete(const char *volume, const char *name)
         sidecar_set_durable(1);
         if (rv != 0 && rv != -ENOENT)
             return rv;
-        if ((rv = sync_fs_of(snaps)) != 0)
+        if ((rv = publish_syncfs(snaps)) != 0)
             return rv;
     }
     /* The record last: a crash before this leaves a record without a
@@ -497,7 +474,7 @@ int snapshot_recover(const char *volume, int timeout_ms)
     }
     closedir(d);
     if (!rv)
-        rv = sync_fs_of(snaps); /* the removals and the live re-binds */
+        rv = publish_syncfs(snaps); /* the removals and the live re-binds */
     barrier_leave(&b);
     return rv ? rv : removed;
 }
@@ -527,5 +504,5 @@ int snapshot_volume_init(const char *volume, int *subvol)
         if (mkdir(path, 0755) != 0 && errno != EEXIST)
             return -errno;
     }
-    return sync_dir(volume);
+    return publish_fsync_dir(volume);
 }
