@@ -20,10 +20,9 @@ use Digest::SHA qw(sha1_hex);
 use File::Find ();
 use HTTP::Tiny;
 use IO::Compress::Gzip qw(gzip $GzipError);
-use IO::Socket::INET;
-use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(sleep time);
 use MirrorDAV::Test;
+use MirrorDAV::RawClient qw(rnd plan_split send_pieces read_response);
 
 my $seed  = $ENV{MIRRORDAV_SEED} // (time ^ $$) % 1000000;
 my $CASES = $ENV{MIRRORDAV_PUT_CASES} // 420;
@@ -44,7 +43,6 @@ my %stats;   # pattern -> count
 my ($puts, $bad) = (0, 0);
 my $http = HTTP::Tiny->new(timeout => 60, keep_alive => 1);
 
-sub rnd { my ($lo, $hi) = @_; $lo + int rand($hi - $lo + 1) }
 
 sub body_of_size {
     my ($n) = @_;
@@ -113,103 +111,9 @@ sub make_request {
              hdr_len => length $head };
 }
 
-# Write plans: how the bytes of a request go out.  Each returns a list of
-# [bytes, pause-after] pieces.
-sub plan_split {
-    my ($raw, $hdr_len, $kind) = @_;
-    my @cuts;
-    my $len = length $raw;
-    if ($kind eq 'header_packet') {
-        # The head and the first body bytes in one packet, the rest after.
-        my $k = $hdr_len + rnd(1, 2000);
-        $k = $len if $k > $len;
-        push @cuts, [$k, 0.002];
-    }
-    elsif ($kind eq 'small') {
-        # Many small writes, a pause now and then; at most ~150 writes.
-        my $step = int($len / 150) + 1;
-        my $pos  = 0;
-        while ($pos < $len) {
-            $pos += rnd(1, $step > 3000 ? $step : 3000);
-            push @cuts, [$pos, rand() < 0.15 ? rand(0.003) : 0];
-        }
-    }
-    elsif ($kind eq 'random') {
-        my @p = sort { $a <=> $b } map { rnd(1, $len) } 1 .. rnd(1, 12);
-        push @cuts, [$_, rand() < 0.5 ? rand(0.002) : 0] for @p;
-    }
-    my (@pieces, $from);
-    $from = 0;
-    for my $c (@cuts) {
-        my ($to, $pause) = @$c;
-        $to = $len if $to > $len;
-        next if $to <= $from;
-        push @pieces, [substr($raw, $from, $to - $from), $pause];
-        $from = $to;
-    }
-    push @pieces, [substr($raw, $from), 0] if $from < $len;
-    return @pieces;
-}
 
-sub connect_raw {
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => $s->port, Timeout => 10)
-        or die "connect: $!";
-    setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1) or die "TCP_NODELAY: $!";
-    binmode $sock;
-    return $sock;
-}
 
-sub send_pieces {
-    my ($sock, @pieces) = @_;
-    for my $p (@pieces) {
-        my ($data, $pause) = @$p;
-        my $off = 0;
-        while ($off < length $data) {
-            my $n = syswrite($sock, $data, length($data) - $off, $off);
-            return 0 unless defined $n;   # the server closed on us
-            $off += $n;
-        }
-        sleep $pause if $pause;
-    }
-    return 1;
-}
 
-# Reads one response from a keep-alive connection: [status, body].
-sub read_response {
-    my ($sock, $bufref) = @_;
-    my $deadline = time + 60;
-    my $fill = sub {
-        my $n = sysread($sock, $$bufref, 65536, length $$bufref);
-        die "connection closed or failed while reading a response\n"
-            unless $n;
-        die "timeout reading a response\n" if time > $deadline;
-    };
-    $fill->() until $$bufref =~ /\r\n\r\n/;
-    $$bufref =~ s/^(.*?)\r\n\r\n//s;
-    my ($status_line, @lines) = split /\r\n/, $1;
-    my ($status) = $status_line =~ m{^HTTP/\S+ (\d{3})} or die "bad status line";
-    my %h;
-    /^([^:]+):\s*(.*)$/ and $h{lc $1} = $2 for @lines;
-    my $body = '';
-    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
-        while (1) {
-            $fill->() until $$bufref =~ /^([0-9a-fA-F]+)[^\r\n]*\r\n/;
-            my $n = hex $1;
-            $fill->() while length($$bufref) < length($&) + $n + 2;
-            $$bufref =~ s/^[^\r\n]*\r\n//;
-            $body .= substr($$bufref, 0, $n, '');
-            $$bufref =~ s/^\r\n//;
-            last unless $n;
-        }
-    }
-    else {
-        my $n = $h{'content-length'} // 0;
-        $fill->() while length($$bufref) < $n;
-        $body = substr($$bufref, 0, $n, '');
-    }
-    return [$status, $body, \%h];
-}
 
 # ---------------------------------------------------------------- checking
 
@@ -308,7 +212,7 @@ sub case_single {
     my $kind = $KINDS[rnd(0, $#KINDS)];
     my $why  = "case $n " . label($req, $kind) . ' ' . length($req->{body});
     $stats{$kind}++;
-    my $sock = connect_raw();
+    my $sock = MirrorDAV::RawClient::connect_raw($s->port);
     my $buf  = '';
     send_pieces($sock, plan_split($req->{raw}, $req->{hdr_len}, $kind));
     my $res = eval { read_response($sock, \$buf) } // [0, $@];
@@ -331,7 +235,7 @@ sub case_pipelined {
     my $raw = join '', map { $_->{raw} } @reqs;
     my $kind = $KINDS[rnd(0, $#KINDS)];
     $stats{"pipelined+$kind"}++;
-    my $sock = connect_raw();
+    my $sock = MirrorDAV::RawClient::connect_raw($s->port);
     send_pieces($sock, plan_split($raw, $reqs[0]{hdr_len}, $kind));
     my $buf = '';
     for my $i (0 .. $#reqs) {
@@ -386,7 +290,7 @@ sub case_refused_then_good {
     $stats{"refused-$want_status"}++;
     my $good = random_request(size => rnd(0, 50_000));
     my $kind = $KINDS[rnd(0, $#KINDS)];
-    my $sock = connect_raw();
+    my $sock = MirrorDAV::RawClient::connect_raw($s->port);
     my $keep = $want_status == 409;
     send_pieces($sock, plan_split($bad_req->{raw} . ($keep ? $good->{raw} : ''),
                                   $bad_req->{hdr_len}, $kind));
@@ -399,7 +303,7 @@ sub case_refused_then_good {
     }
     if (!$keep) {
         close $sock;
-        $sock = connect_raw();
+        $sock = MirrorDAV::RawClient::connect_raw($s->port);
         send_pieces($sock, plan_split($good->{raw}, $good->{hdr_len}, $kind));
     }
     my $r2 = eval { read_response($sock, \$buf) } // [0, $@];
@@ -416,7 +320,7 @@ sub case_aborted {
     my $cut  = rnd($req->{hdr_len}, length($req->{raw}) - 6);
     my $kind = $KINDS[rnd(0, $#KINDS)];
     $stats{"aborted+$kind"}++;
-    my $sock = connect_raw();
+    my $sock = MirrorDAV::RawClient::connect_raw($s->port);
     send_pieces($sock, plan_split(substr($req->{raw}, 0, $cut), $req->{hdr_len}, $kind));
     sleep 0.002 if rand() < 0.5;
     close $sock;
@@ -436,7 +340,7 @@ for my $n (1 .. $CASES) {
 # A few MB-sized bodies in the riskiest patterns.
 for my $kind (qw(header_packet small)) {
     my $req = random_request(size => rnd(1_000_000, 3_000_000));
-    my $sock = connect_raw();
+    my $sock = MirrorDAV::RawClient::connect_raw($s->port);
     my $buf  = '';
     send_pieces($sock, plan_split($req->{raw}, $req->{hdr_len}, $kind));
     my $res = eval { read_response($sock, \$buf) } // [0, $@];
