@@ -405,8 +405,8 @@ static int restore_handler(request_rec *r)
                       snapshot, status);
         if (status == HTTP_LOCKED)
             return refuse(r, status,
-                          "Locked: the live file is locked; nothing was "
-                          "restored.");
+                          "Locked file: the live file is locked; nothing "
+                          "was restored.");
         return refuse(r, status >= 400 ? status : HTTP_INTERNAL_SERVER_ERROR,
                       "Restore failed: the copy from the snapshot was "
                       "refused; nothing was restored.");

@@ -202,14 +202,17 @@ dav_error *browser_report(const dav_resource *resource, ap_filter_t *output)
     FILE *f;
     int n = 0;
 
-    f = fopen(
-        apr_pstrcat(p, conf->volume, "/state/verify/", name, "/report", NULL),
-        "re");
+    /* A report left by a snapshot of the same name removed since is not
+     * this one's: only a verified snapshot's is read. */
+    f = !status ? NULL
+                : fopen(apr_pstrcat(p, conf->volume, "/state/verify/", name,
+                                    "/report", NULL),
+                        "re");
     if (f) {
         /* Closed with the request at the latest, whatever happens. */
         apr_pool_cleanup_register(p, f, close_file, apr_pool_cleanup_null);
     }
-    else if (errno != ENOENT)
+    else if (status && errno != ENOENT)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
                                      "Could not open the verification report");
 
