@@ -409,6 +409,20 @@ for my $c (@refusals) {
     is($r->{status}, 403, 'a restore of it with the token of v.txt: 403');
     is($srv->get('/dav/late.txt')->{content}, "late\n", '... it is unchanged');
 }
+# A file deleted from the live tree: its versions page, reached from a
+# snapshot, says so and still offers the restore, which brings it back.
+{
+    is($srv->delete('/dav/m/f1')->{status}, 204, 'DELETE m/f1');
+    my $r = page('/snapshots/clean/m/f1?versions');
+    like($r->{content}, qr{<p class="absent">/dav/m/f1 does not exist now\.</p>}, 'its versions page says it does not exist now');
+    my ($tk) = $r->{content} =~ /name="token" value="([0-9a-f]{64})"/;
+    ok($tk, '... and offers restore');
+    $r = $srv->request('POST', '/dav/m/f1', { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin },
+                       "action=restore&snapshot=clean&token=$tk");
+    is($r->{status}, 200, 'restore of the deleted file: 200');
+    is($srv->get('/dav/m/f1')->{content}, "file 1\n", '... it is back');
+}
+
 # Hostile names on the versions page, and restored through the form (the
 # COPY's source and Destination escaped).
 for my $n (@hostile) {
