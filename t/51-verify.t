@@ -216,7 +216,7 @@ snapshot('corrupt');
         $whole++ if !defined $left || $left eq $refreport;
         my @ck = glob("$vol/state/verify/bad/*/checkpoint");
         my ($o, $r) = verify('bad', '--resume');
-        $after++ if (slurp($report) // '') eq $refreport;
+        $after++ if defined $refreport && (slurp($report) // '') eq $refreport;
         $resumed++ if $o =~ /\(resumed from a checkpoint\)$/m;
         note("round $round: checkpoint "
              . (@ck ? 'found' : 'absent') . ($o =~ /resumed/ ? ', resumed' : ''));
