@@ -110,6 +110,18 @@ for my $accept ($BROWSER, 'text/html', 'text/html, */*;q=0.1',
         or diag($ls);
 }
 
+# On a phone, columns are hidden whole: a header is hidden with its cells.
+{
+    my ($rule) = page('/dav/')->{content} =~ /\@media \(max-width:[^)]*\)\{([^{]*)\{display:none\}/;
+    ok($rule, 'a narrow-screen rule hides some columns');
+    my %hidden = map { $_ => 1 } split /,/, $rule // '';
+    for my $sel (sort keys %hidden) {
+        my ($kind, $class) = $sel =~ /^(td|th)\.(\w+)$/ or next;
+        my $other = ($kind eq 'td' ? 'th' : 'td') . ".$class";
+        ok($hidden{$other}, "$sel is hidden with $other");
+    }
+}
+
 # ------------------------------------------------------------ escaping
 {
     my $r = page('/dav/');
