@@ -18,6 +18,7 @@
  *                    whole snapshots, the write barrier of live writes
  *   cow.c            breaks a data file's sharing with a snapshot
  *   patch_apply.c    the PATCH-APPLY method and its SHA-1 worker
+ *   digest.c         integrity headers, Repr-Digest (digest.h)
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -39,6 +40,8 @@ typedef struct {
     const char *state;     /* volume/state */
     int fsync;             /* fsync before acknowledging; -1 = unset (on) */
     int hash;              /* SHA-1 on receipt; -1 = unset (on) */
+    int digest_sha256;     /* MirrorDAVDigest sha1 sha256: SHA-256 too;
+                              -1 = unset (off) */
     apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
     int passive;           /* files served inert (CSP sandbox, nosniff);
                               -1 = unset (on) */
@@ -146,6 +149,11 @@ void mirrordav_register_body_filter(void);
  * nothing if other data has replaced it at PATH meanwhile. */
 void mirrordav_record_receipt(request_rec *r, const char *path,
                               const struct stat *st, const char *sha1hex);
+/* The same with the SHA-256 (hex, or NULL: not computed) beside it. */
+void mirrordav_record_receipt_digests(request_rec *r, const char *path,
+                                      const struct stat *st,
+                                      const char *sha1hex,
+                                      const char *sha256hex);
 
 /* encoding.c */
 struct gzin;

@@ -30,6 +30,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     }
     conf->fsync = -1;
     conf->hash = -1;
+    conf->digest_sha256 = -1;
     conf->max_decoded = -1;
     conf->passive = -1;
     conf->max_props = -1;
@@ -52,6 +53,8 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->state = add->state ? add->state : base->state;
     conf->fsync = add->fsync != -1 ? add->fsync : base->fsync;
     conf->hash = add->hash != -1 ? add->hash : base->hash;
+    conf->digest_sha256 =
+        add->digest_sha256 != -1 ? add->digest_sha256 : base->digest_sha256;
     conf->max_decoded =
         add->max_decoded != -1 ? add->max_decoded : base->max_decoded;
     conf->passive = add->passive != -1 ? add->passive : base->passive;
@@ -98,6 +101,16 @@ static const char *set_fsync(cmd_parms *cmd, void *dconf, int on)
 static const char *set_hash(cmd_parms *cmd, void *dconf, int on)
 {
     ((mirrordav_conf *)dconf)->hash = on;
+    return NULL;
+}
+
+/* MirrorDAVDigest sha1 [sha256]: the SHA-1 is always recorded. */
+static const char *set_digest(cmd_parms *cmd, void *dconf, const char *a,
+                              const char *b)
+{
+    if (strcasecmp(a, "sha1") != 0 || (b && strcasecmp(b, "sha256") != 0))
+        return "MirrorDAVDigest takes sha1 or sha1 sha256";
+    ((mirrordav_conf *)dconf)->digest_sha256 = b != NULL;
     return NULL;
 }
 
@@ -186,6 +199,9 @@ static const command_rec commands[] = {
     AP_INIT_FLAG("MirrorDAVHash", set_hash, NULL, ACCESS_CONF,
                  "compute and record the SHA-1 of every upload (default On; "
                  "Off only to measure its cost)"),
+    AP_INIT_TAKE12("MirrorDAVDigest", set_digest, NULL, ACCESS_CONF,
+                   "digests recorded on receipt: sha1 (default) or sha1 "
+                   "sha256"),
     AP_INIT_TAKE1("MirrorDAVMaxDecodedSize", set_max_decoded, NULL,
                   ACCESS_CONF,
                   "largest decoded size of a gzip-encoded body, in bytes"),

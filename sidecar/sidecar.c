@@ -26,6 +26,8 @@
  *              when flags bit 1 (bound) is set, the identity of the data
  *              follows, as varints: inode, mtime_nsec, ctime (zigzag),
  *              ctime_nsec.
+ *              when flags bit 2 is set, 32 bytes raw SHA-256 follow, then
+ *              its content version as a varint (sidecar_record.sha256).
  *            Readers ignore trailing bytes and unknown flags, so later
  *            fields can be appended without changing the format byte.  A
  *            record from before the identity has bit 1 clear, and so does
@@ -52,6 +54,7 @@
 #include "sidecar.h"
 #include "publish.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gdbm.h>
@@ -76,6 +79,7 @@
 #define REC_FORMAT   1
 #define REC_HAS_SHA1 0x01
 #define REC_BOUND    0x02
+#define REC_SHA256   0x04
 #define DB_MODE      0644
 #define GDBM_BLOCK   512
 /* Reserving is about the small, common case; above this, plain GDBM. */
@@ -1172,6 +1176,18 @@ int sidecar_get_record(sidecar *sc, sidecar_record *rec)
         rec->ctime = unzigzag(ct);
         rec->ctime_nsec = (uint32_t)cns;
     }
+    if (flags & REC_SHA256) {
+        if (end - p < 32)
+            goto out;
+        for (i = 0; i < 32; i++) {
+            rec->sha256[2 * i] = hex[p[i] >> 4];
+            rec->sha256[2 * i + 1] = hex[p[i] & 15];
+        }
+        rec->sha256[64] = '\0';
+        p += 32;
+        if (get_varint(&p, end, &rec->sha256_version))
+            goto out;
+    }
     rc = 0;
 out:
     if (rc)
@@ -1182,17 +1198,23 @@ out:
 
 int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
 {
-    unsigned char buf[2 + 20 + 8 * 10], *p = buf;
+    unsigned char buf[2 + 20 + 32 + 10 * 10], *p = buf;
     int i;
 
     if (rec->sha1[0] && !is_hex_sha1(rec->sha1))
+        return -EINVAL;
+    for (i = 0; rec->sha256[0] && i < 64; i++)
+        if (!isxdigit((unsigned char)rec->sha256[i]))
+            return -EINVAL;
+    if (rec->sha256[0] && rec->sha256[64])
         return -EINVAL;
     if (rec->bound &&
         (rec->mtime_nsec >= 1000000000 || rec->ctime_nsec >= 1000000000))
         return -EINVAL;
     *p++ = REC_FORMAT;
     *p++ = (unsigned char)((rec->sha1[0] ? REC_HAS_SHA1 : 0) |
-                           (rec->bound ? REC_BOUND : 0));
+                           (rec->bound ? REC_BOUND : 0) |
+                           (rec->sha256[0] ? REC_SHA256 : 0));
     if (rec->sha1[0]) {
         for (i = 0; i < 20; i++)
             *p++ = (unsigned char)(hexval(rec->sha1[2 * i]) << 4 |
@@ -1207,6 +1229,12 @@ int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
         p += put_varint(p, rec->mtime_nsec);
         p += put_varint(p, zigzag(rec->ctime));
         p += put_varint(p, rec->ctime_nsec);
+    }
+    if (rec->sha256[0]) {
+        for (i = 0; i < 32; i++)
+            *p++ = (unsigned char)(hexval(rec->sha256[2 * i]) << 4 |
+                                   hexval(rec->sha256[2 * i + 1]));
+        p += put_varint(p, rec->sha256_version);
     }
     return do_set(sc, KEY_REC, sizeof KEY_REC - 1, buf, (size_t)(p - buf));
 }
@@ -1248,6 +1276,12 @@ static int stat_same(const struct stat *a, const struct stat *b)
 int sidecar_hash_current(const sidecar_record *rec, const struct stat *st)
 {
     return rec->sha1[0] && rec->sha1_version == rec->version &&
+           record_is(rec, st);
+}
+
+int sidecar_sha256_current(const sidecar_record *rec, const struct stat *st)
+{
+    return rec->sha256[0] && rec->sha256_version == rec->version &&
            record_is(rec, st);
 }
 

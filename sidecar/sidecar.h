@@ -124,6 +124,12 @@ typedef struct {
     uint32_t mtime_nsec;
     int64_t ctime; /* seconds */
     uint32_t ctime_nsec;
+    /* SHA-256 (MirrorDAVDigest sha1 sha256), bound like the SHA-1 to the
+     * identity above and to content version SHA256_VERSION: its own
+     * version, so that every writer that bumps VERSION or rewrites the
+     * SHA-1 without knowing of it leaves it reading unknown. */
+    char sha256[65];         /* hex, "" if unknown */
+    uint64_t sha256_version; /* content version it was computed from */
 } sidecar_record;
 
 /* Missing fields read as zero / empty. */
@@ -137,6 +143,8 @@ void sidecar_record_bind(sidecar_record *rec, const struct stat *st);
  * SHA-1 is recorded for the current content version, and the identity is
  * bound and equal to ST's.  0 otherwise: the hash is unknown. */
 int sidecar_hash_current(const sidecar_record *rec, const struct stat *st);
+/* The same for REC's SHA-256. */
+int sidecar_sha256_current(const sidecar_record *rec, const struct stat *st);
 
 /* Records a data-derived value (SHA-1, 40 hex digits) computed from
  * content VERSION, from the bytes of a file whose identity was ST
