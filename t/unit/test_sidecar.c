@@ -582,6 +582,27 @@ static void test_record(void)
     is_int(sidecar_get_record(sc, &b), 0, "record: get pending");
     is_str(b.sha1, "", "record: sha1 cleared");
     ok(b.mtime == INT64_MIN, "record: mtime min");
+    is_str(b.sha256, "", "record: no sha256 reads empty");
+
+    /* The SHA-256 (flag bit 2) after the identity, with its own version;
+     * a current SHA-1 does not make it current. */
+    memcpy(a.sha1, "0123456789abcdef0123456789abcdef01234567", 41);
+    memcpy(a.sha256,
+           "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff",
+           65);
+    a.sha1_version = a.version = 9;
+    a.sha256_version = 8;
+    a.bound = 1;
+    a.ino = 77;
+    is_int(sidecar_set_record(sc, &a), 0, "record: set with sha256");
+    is_int(sidecar_get_record(sc, &b), 0, "record: get with sha256");
+    is_str(b.sha256,
+           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+           "record: sha256 (lowercased)");
+    ok(b.sha256_version == 8 && b.ino == 77 && b.bound, "record: sha256 "
+                                                        "version, identity");
+    a.sha256[3] = 'g';
+    is_int(sidecar_set_record(sc, &a), -EINVAL, "record: bad sha256 refused");
     sidecar_close(sc);
 }
 
