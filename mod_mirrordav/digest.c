@@ -11,8 +11,10 @@
  * does not compute is refused by name (400), never skipped: a client that
  * asked for a check must not believe one was made.
  */
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "apr_base64.h"
 #include "apr_lib.h"
@@ -527,6 +529,197 @@ dav_error *mirrordav_digests_verify(apr_pool_t *p, const mirrordav_digests *d,
                            : apr_pstrcat(p, ":", encode_base64(p, md, len),
                                          ":", NULL)));
     }
+    return NULL;
+}
+
+/* ------------------------------------------------------- PATCH-APPLY */
+
+#define FEED_BUF (256 * 1024)
+
+/* A byte stream into a hasher: buffers filled here, hashed on the
+ * pipe's thread once full.  Destroyed with the request's pool. */
+typedef struct {
+    apr_pool_t *p;
+    mirrordav_hasher h;
+    unsigned char *buf;
+    apr_size_t used;
+    int finished;
+} feed;
+
+static apr_status_t feed_cleanup(void *data)
+{
+    feed *f = data;
+
+    sha1_pipe_destroy(f->h.pipe);
+    f->h.pipe = NULL;
+    return APR_SUCCESS;
+}
+
+static dav_error *feed_start(apr_pool_t *p, unsigned mask, feed **out)
+{
+    feed *f;
+
+    *out = NULL;
+    if (!mask)
+        return NULL;
+    f = apr_pcalloc(p, sizeof(*f));
+    f->p = p;
+    if (mirrordav_hasher_create(&f->h, mask, FEED_BUF, 4) != 0)
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Could not start the digests.");
+    apr_pool_cleanup_register(p, f, feed_cleanup, apr_pool_cleanup_null);
+    f->buf = sha1_pipe_buffer(f->h.pipe);
+    *out = f;
+    return NULL;
+}
+
+static dav_error *feed_submit(feed *f)
+{
+    if (sha1_pipe_submit(f->h.pipe, f->used) != 0)
+        return mirrordav_error(f->p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Digest failed.");
+    f->buf = sha1_pipe_buffer(f->h.pipe);
+    f->used = 0;
+    return NULL;
+}
+
+static dav_error *feed_add(feed *f, const void *buf, apr_size_t len)
+{
+    const char *b = buf;
+    dav_error *err;
+
+    while (f && len > 0) {
+        apr_size_t n = FEED_BUF - f->used;
+
+        if (n > len)
+            n = len;
+        memcpy(f->buf + f->used, b, n);
+        f->used += n;
+        b += n;
+        len -= n;
+        if (f->used == FEED_BUF && (err = feed_submit(f)) != NULL)
+            return err;
+    }
+    return NULL;
+}
+
+/* LEN bytes of FD from OFF, read straight into the pipe's buffers. */
+static dav_error *feed_fd(feed *f, int fd, apr_uint64_t off, apr_uint64_t len)
+{
+    dav_error *err;
+
+    while (f && len > 0) {
+        apr_size_t n = FEED_BUF - f->used;
+        ssize_t got;
+
+        if (n > len)
+            n = (apr_size_t)len;
+        got = pread(fd, f->buf + f->used, n, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return mirrordav_errno_error(
+                f->p, APR_FROM_OS_ERROR(got < 0 ? errno : EIO),
+                "Could not read the file for its digest");
+        f->used += (apr_size_t)got;
+        off += (apr_uint64_t)got;
+        len -= (apr_uint64_t)got;
+        if (f->used == FEED_BUF && (err = feed_submit(f)) != NULL)
+            return err;
+    }
+    return NULL;
+}
+
+static dav_error *feed_finish(feed *f)
+{
+    if (!f || f->finished)
+        return NULL;
+    f->finished = 1;
+    if (sha1_pipe_finish(f->h.pipe, f->used, NULL) != 0)
+        return mirrordav_error(f->p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Digest failed.");
+    return NULL;
+}
+
+struct mirrordav_patch_digests {
+    apr_pool_t *p;
+    mirrordav_digests *d;
+    int gzip;
+    feed *sent;    /* the body as sent (and decoded, for a plain body) */
+    feed *decoded; /* a gzip body decoded */
+    feed *result;  /* the file the patch produces */
+};
+
+dav_error *mirrordav_patch_digests_start(request_rec *r, int gzip,
+                                         int basis_fd, apr_uint64_t s,
+                                         mirrordav_patch_digests **out)
+{
+    mirrordav_patch_digests *pd;
+    mirrordav_digests *d;
+    unsigned dec;
+    dav_error *err;
+
+    *out = NULL;
+    if ((err = mirrordav_digests_parse(r, 1, &d)) != NULL || !d)
+        return err;
+    pd = apr_pcalloc(r->pool, sizeof(*pd));
+    pd->p = r->pool;
+    pd->d = d;
+    pd->gzip = gzip;
+    dec = mirrordav_digests_needed(d, DIGEST_OVER_DECODED);
+    if ((err = feed_start(r->pool,
+                          mirrordav_digests_needed(d, DIGEST_OVER_SENT) |
+                              (gzip ? 0 : dec),
+                          &pd->sent)) ||
+        (err = feed_start(r->pool, gzip ? dec : 0, &pd->decoded)) ||
+        (err = feed_start(r->pool,
+                          mirrordav_digests_needed(d, DIGEST_OVER_RESULT),
+                          &pd->result)) ||
+        (err = feed_fd(pd->result, basis_fd, 0, s)))
+        return err;
+    *out = pd;
+    return NULL;
+}
+
+dav_error *mirrordav_patch_digests_sent(mirrordav_patch_digests *pd,
+                                        const void *buf, apr_size_t len)
+{
+    return pd ? feed_add(pd->sent, buf, len) : NULL;
+}
+
+dav_error *mirrordav_patch_digests_decoded(mirrordav_patch_digests *pd,
+                                           const void *buf, apr_size_t len)
+{
+    return pd ? feed_add(pd->decoded, buf, len) : NULL;
+}
+
+dav_error *mirrordav_patch_digests_output(mirrordav_patch_digests *pd,
+                                          const void *buf, apr_size_t len)
+{
+    return pd ? feed_add(pd->result, buf, len) : NULL;
+}
+
+dav_error *mirrordav_patch_digests_check(mirrordav_patch_digests *pd,
+                                         int basis_fd, apr_uint64_t tail,
+                                         apr_uint64_t tail_len)
+{
+    dav_error *err;
+
+    if (!pd)
+        return NULL;
+    if ((err = feed_fd(pd->result, basis_fd, tail, tail_len)) ||
+        (err = feed_finish(pd->sent)) || (err = feed_finish(pd->decoded)) ||
+        (err = feed_finish(pd->result)))
+        return err;
+    if ((err = mirrordav_digests_verify(pd->p, pd->d, DIGEST_OVER_SENT,
+                                        pd->sent ? &pd->sent->h : NULL)) ||
+        (err = mirrordav_digests_verify(
+             pd->p, pd->d, DIGEST_OVER_DECODED,
+             pd->gzip ? (pd->decoded ? &pd->decoded->h : NULL)
+                      : (pd->sent ? &pd->sent->h : NULL))) ||
+        (err = mirrordav_digests_verify(pd->p, pd->d, DIGEST_OVER_RESULT,
+                                        pd->result ? &pd->result->h : NULL)))
+        return err;
     return NULL;
 }
 

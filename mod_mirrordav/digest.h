@@ -56,6 +56,35 @@ dav_error *mirrordav_digests_verify(apr_pool_t *p, const mirrordav_digests *d,
                                     digest_over over,
                                     const mirrordav_hasher *h);
 
+/* PATCH-APPLY's digests: the body as sent, the decoded delta, and the
+ * resulting file, which is the basis's bytes before S, the delta's output
+ * O, and (without truncation) the basis's bytes after O's range.  Each is
+ * hashed on a hashing thread as it streams; the basis's own bytes are
+ * read only when a digest of the result is asked for.  Every function
+ * takes a NULL PD (no digest asked for) and then does nothing. */
+typedef struct mirrordav_patch_digests mirrordav_patch_digests;
+
+/* Parses the request's headers (400 as mirrordav_digests_parse) and
+ * starts what they need; for a digest of the result, hashes the basis
+ * (BASIS_FD) from 0 to S now. */
+dav_error *mirrordav_patch_digests_start(request_rec *r, int gzip,
+                                         int basis_fd, apr_uint64_t s,
+                                         mirrordav_patch_digests **pd);
+/* The body's bytes as they arrive, and as decoded (gzip only). */
+dav_error *mirrordav_patch_digests_sent(mirrordav_patch_digests *pd,
+                                        const void *buf, apr_size_t len);
+dav_error *mirrordav_patch_digests_decoded(mirrordav_patch_digests *pd,
+                                           const void *buf, apr_size_t len);
+/* The delta's output O, in order. */
+dav_error *mirrordav_patch_digests_output(mirrordav_patch_digests *pd,
+                                          const void *buf, apr_size_t len);
+/* Once the body is applied and before anything is published: hashes the
+ * basis from TAIL for TAIL_LEN bytes (what follows O in the result), then
+ * compares every digest.  NULL, or 400 as mirrordav_digests_verify. */
+dav_error *mirrordav_patch_digests_check(mirrordav_patch_digests *pd,
+                                         int basis_fd, apr_uint64_t tail,
+                                         apr_uint64_t tail_len);
+
 /* GET/HEAD of a file: Repr-Digest when the request sends Want-Repr-Digest
  * and the sidecar record holds a hash current for the bytes at the path
  * (never computed here). */

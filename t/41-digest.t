@@ -271,6 +271,83 @@ for my $c (['Content-Digest', 'sha-256=abc'],
     }
 }
 
+# ---------------------------------------------------------------- PATCH-APPLY
+# Content-Digest over the body as sent, Unencoded-Digest over the decoded
+# delta, Repr-Digest and OC-Checksum over the file the patch produces.
+SKIP: {
+    skip 'rdiff is not installed', 1 if system('command -v rdiff >/dev/null 2>&1');
+    my $old = join('', map { chr(($_ * 13 + 1) % 251) } 1 .. 700_000);
+    sub pa {
+        my ($delta, $range, @headers) = @_;
+        my %o = map { $_ => 1 } grep { /^(gzip|truncate)$/ } @headers;
+        @headers = grep { !/^(gzip|truncate)$/ } @headers;
+        push @headers, 'FileTruncate: true' if $o{truncate};
+        my $bodyf = $delta;
+        if ($o{gzip}) {
+            $bodyf = "$delta.gz";
+            gzip($delta => $bodyf, Minimal => 1) or die $GzipError;
+            push @headers, 'Content-Encoding: gzip';
+        }
+        return curl('PATCH-APPLY', '/dav/pa', $bodyf, "Content-Range: $range", @headers);
+    }
+    # (name, new contents, S, E1, truncate): O = new[S, E1).
+    my $mid = $old;
+    substr($mid, 300_000, 5000) = 'M' x 5000;
+    my $short = substr($old, 0, 200_000) . ('S' x 1000);
+    my $long = $old . ('L' x 70_000);
+    my @shapes = (['middle', $mid, 290_000, 320_000, 0],
+                  ['truncating', $short, 150_000, length $short, 1],
+                  ['appending', $long, 650_000, length $long, 0],
+                  ['whole', $mid, 0, length $mid, 0]);
+    for my $sh (@shapes) {
+        my ($what, $new, $S, $E1, $trunc) = @$sh;
+        spew("$tmp/basis", $old);
+        spew("$tmp/o", substr($new, $S, $E1 - $S));
+        unlink "$tmp/sig", "$tmp/delta";
+        system('rdiff', 'signature', "$tmp/basis", "$tmp/sig") == 0 or die;
+        system('rdiff', 'delta', "$tmp/sig", "$tmp/o", "$tmp/delta") == 0 or die;
+        my $delta = slurp("$tmp/delta");
+        my $gzd;
+        gzip(\$delta => \$gzd, Minimal => 1) or die $GzipError;
+        my $range = "bytes $S-" . ($E1 - 1) . '/' . length($new);
+        my @extra = $trunc ? ('truncate') : ();
+        my @cases = (
+            ['Content-Digest', 'sha-256', [], sf('sha-256', sha256($delta)), sf('sha-256', sha256($new))],
+            ['Content-Digest', 'sha-512', ['gzip'], sf('sha-512', sha512($gzd)), sf('sha-512', sha512($delta))],
+            ['Unencoded-Digest', 'sha-256', ['gzip'], sf('sha-256', sha256($delta)), sf('sha-256', sha256($gzd))],
+            ['Unencoded-Digest', 'sha-512', [], sf('sha-512', sha512($delta)), sf('sha-512', sha512($new))],
+            ['Repr-Digest', 'sha-256', [], sf('sha-256', sha256($new)), sf('sha-256', sha256($delta))],
+            ['Repr-Digest', 'sha-512', ['gzip'], sf('sha-512', sha512($new)), sf('sha-512', sha512($old))],
+            ['OC-Checksum', 'SHA1', [], 'SHA1:' . sha1_hex($new), 'SHA1:' . sha1_hex($old)],
+            ['OC-Checksum', 'MD5', [], 'MD5:' . md5_hex($new), 'MD5:' . md5_hex($delta)],
+        );
+        for my $c (@cases) {
+            my ($h, $alg, $opts, $good, $bad) = @$c;
+            my $r = $s->put('/dav/pa', $old);
+            die "PUT: $r->{status}" unless $r->{status} =~ /^20[14]$/;
+            my $before = state_of('pa');
+            my ($code, $reply) = pa("$tmp/delta", $range, @$opts, @extra, "$h: $bad");
+            is($code, 400, "PATCH-APPLY $what (@$opts), $h $alg wrong: 400");
+            like($reply, qr/\Q$h\E mismatch: \Q$alg\E expected/, '... naming header and algorithm');
+            is(state_of('pa'), $before, '... old file and sidecar byte-identical');
+            is(temp_files(), 0, '... no temp file');
+            ($code, $reply) = pa("$tmp/delta", $range, @$opts, @extra, "$h: $good");
+            is($code, 204, "PATCH-APPLY $what (@$opts), $h $alg right: 204") or diag $reply;
+            is(sha1_file("$live/pa"), sha1_hex($new), '... the patched file');
+        }
+    }
+    # Just after a PATCH-APPLY the record's hashes are pending or new,
+    # never the old ones: Repr-Digest is absent or the new SHA-1, and no
+    # SHA-256 (only PUT records one).
+    my $r = $s->request('GET', '/dav/pa', { 'Want-Repr-Digest' => 'sha-256=5, sha=5' });
+    my $got = $r->{headers}{'repr-digest'};
+    ok(!defined $got || $got eq 'sha=:' . b64(sha1($mid)) . ':',
+       'GET right after PATCH-APPLY: no Repr-Digest, or the new SHA-1') or diag $got;
+    my $o = propfind_checksums('/dav/pa')->{content};
+    ok($o =~ m{<lp\d+:checksums/>} || $o =~ m{SHA1:\Q${\sha1_hex($mid)}\E</lp}, '... oc:checksums empty or the new SHA-1')
+        or diag $o;
+}
+
 # ---------------------------------------------------------------- reading
 
 sub propfind_checksums {
