@@ -453,7 +453,10 @@ unsigned mirrordav_recorded_digests(const mirrordav_conf *conf)
     if (!mirrordav_hash_enabled(conf))
         return 0;
     return DIGEST_BIT(DIGEST_SHA1) |
-           (conf->digest_sha256 == 1 ? DIGEST_BIT(DIGEST_SHA256) : 0);
+           (conf->digests > 0
+                ? (unsigned)conf->digests &
+                      (DIGEST_BIT(DIGEST_MD5) | DIGEST_BIT(DIGEST_SHA256))
+                : 0);
 }
 
 int mirrordav_hasher_create(mirrordav_hasher *h, unsigned mask, size_t bufsize,

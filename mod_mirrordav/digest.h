@@ -90,8 +90,9 @@ dav_error *mirrordav_patch_digests_check(mirrordav_patch_digests *pd,
  * (never computed here). */
 void mirrordav_digest_response(request_rec *r, const dav_resource *resource);
 
-/* MirrorDAVDigest: the algorithms recorded on receipt (DIGEST_BIT mask;
- * SHA-1 always, with MirrorDAVHash On). */
+/* MirrorDAVDigest: the algorithms recorded on receipt (DIGEST_BIT mask:
+ * SHA-1, and MD5 and SHA-256 when configured; none with MirrorDAVHash
+ * Off). */
 unsigned mirrordav_recorded_digests(const mirrordav_conf *conf);
 
 #endif

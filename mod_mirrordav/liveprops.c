@@ -162,14 +162,20 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
                 break;
             if (mirrordav_hash_servable(resource, &rec, &st))
                 value = apr_pstrcat(p, "SHA1:", rec.sha1, NULL);
-            /* The SHA-256 is bound like the SHA-1 (its own version): the
-             * same servability rule, asked of a copy holding it. */
+            /* The SHA-256 and the MD5 are bound like the SHA-1 (each with
+             * its own version): the same servability rule, asked of a
+             * copy of the record holding each in the SHA-1's place. */
             rec256 = rec;
             rec256.sha1[0] = rec.sha256[0];
             rec256.sha1_version = rec.sha256_version;
             if (mirrordav_hash_servable(resource, &rec256, &st))
                 value = apr_pstrcat(p, value, *value ? " " : "",
                                     "SHA256:", rec.sha256, NULL);
+            rec256.sha1[0] = rec.md5[0];
+            rec256.sha1_version = rec.md5_version;
+            if (mirrordav_hash_servable(resource, &rec256, &st))
+                value = apr_pstrcat(p, value, *value ? " " : "",
+                                    "MD5:", rec.md5, NULL);
         }
         break;
     default:

@@ -326,13 +326,14 @@ static int parse_oc_mtime(const char *v, struct timespec *ts)
 void mirrordav_record_receipt(request_rec *r, const char *path,
                               const struct stat *st, const char *sha1hex)
 {
-    mirrordav_record_receipt_digests(r, path, st, sha1hex, NULL);
+    mirrordav_record_receipt_digests(r, path, st, sha1hex, NULL, NULL);
 }
 
 void mirrordav_record_receipt_digests(request_rec *r, const char *path,
                                       const struct stat *st,
                                       const char *sha1hex,
-                                      const char *sha256hex)
+                                      const char *sha256hex,
+                                      const char *md5hex)
 {
     sidecar_record rec;
     sidecar *sc;
@@ -365,6 +366,10 @@ void mirrordav_record_receipt_digests(request_rec *r, const char *path,
             if (sha256hex) {
                 apr_cpystrn(rec.sha256, sha256hex, sizeof(rec.sha256));
                 rec.sha256_version = rec.version;
+            }
+            if (md5hex) {
+                apr_cpystrn(rec.md5, md5hex, sizeof(rec.md5));
+                rec.md5_version = rec.version;
             }
             /* The identity is taken now, after the publish: linking or
              * renaming the file into place moved its ctime.  ST (before
@@ -434,13 +439,25 @@ static int create_only(request_rec *r)
     return *v == '\0';
 }
 
+/* ALG's digest of the stored bytes in HEX if it is one that is recorded
+ * (a SHA-1 computed only for a request's check is recorded too: it is
+ * right), else NULL. */
+static const char *recorded_hex(const dav_stream *s, int alg, char *hex)
+{
+    if (alg != DIGEST_SHA1 &&
+        !(mirrordav_recorded_digests(s->resource->info->conf) &
+          DIGEST_BIT(alg)))
+        return NULL;
+    return mirrordav_hasher_hex(&s->dec, alg, hex) == 0 ? hex : NULL;
+}
+
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
 {
     const dav_resource *resource = s->resource;
     dav_resource_private *info = resource->info;
     request_rec *r = info->r;
     int create = create_only(r);
-    char hex[129], hex256[129];
+    char hex[129], hex256[129], hexmd5[129];
     struct timespec times[2];
     struct stat st;
     dav_error *err;
@@ -517,13 +534,10 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if ((rv = publish_sync_dir(s->dir)) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(-rv),
                                      "Could not sync the directory");
-    mirrordav_record_receipt_digests(
-        r, info->path, &st,
-        mirrordav_hasher_hex(&s->dec, DIGEST_SHA1, hex) == 0 ? hex : NULL,
-        (mirrordav_recorded_digests(info->conf) & DIGEST_BIT(DIGEST_SHA256)) &&
-                mirrordav_hasher_hex(&s->dec, DIGEST_SHA256, hex256) == 0
-            ? hex256
-            : NULL);
+    mirrordav_record_receipt_digests(r, info->path, &st,
+                                     recorded_hex(s, DIGEST_SHA1, hex),
+                                     recorded_hex(s, DIGEST_SHA256, hex256),
+                                     recorded_hex(s, DIGEST_MD5, hexmd5));
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
     return NULL;

@@ -27,7 +27,9 @@
  *              follows, as varints: inode, mtime_nsec, ctime (zigzag),
  *              ctime_nsec.
  *              when flags bit 2 is set, 32 bytes raw SHA-256 follow, then
- *              its content version as a varint (sidecar_record.sha256).
+ *              its content version as a varint (sidecar_record.sha256);
+ *              then, when flags bit 3 is set, 16 bytes raw MD5 and its
+ *              content version.
  *            Readers ignore trailing bytes and unknown flags, so later
  *            fields can be appended without changing the format byte.  A
  *            record from before the identity has bit 1 clear, and so does
@@ -80,6 +82,7 @@
 #define REC_HAS_SHA1 0x01
 #define REC_BOUND    0x02
 #define REC_SHA256   0x04
+#define REC_MD5      0x08
 #define DB_MODE      0644
 #define GDBM_BLOCK   512
 /* Reserving is about the small, common case; above this, plain GDBM. */
@@ -1188,6 +1191,18 @@ int sidecar_get_record(sidecar *sc, sidecar_record *rec)
         if (get_varint(&p, end, &rec->sha256_version))
             goto out;
     }
+    if (flags & REC_MD5) {
+        if (end - p < 16)
+            goto out;
+        for (i = 0; i < 16; i++) {
+            rec->md5[2 * i] = hex[p[i] >> 4];
+            rec->md5[2 * i + 1] = hex[p[i] & 15];
+        }
+        rec->md5[32] = '\0';
+        p += 16;
+        if (get_varint(&p, end, &rec->md5_version))
+            goto out;
+    }
     rc = 0;
 out:
     if (rc)
@@ -1198,7 +1213,7 @@ out:
 
 int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
 {
-    unsigned char buf[2 + 20 + 32 + 10 * 10], *p = buf;
+    unsigned char buf[2 + 20 + 32 + 16 + 11 * 10], *p = buf;
     int i;
 
     if (rec->sha1[0] && !is_hex_sha1(rec->sha1))
@@ -1208,13 +1223,19 @@ int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
             return -EINVAL;
     if (rec->sha256[0] && rec->sha256[64])
         return -EINVAL;
+    for (i = 0; rec->md5[0] && i < 32; i++)
+        if (!isxdigit((unsigned char)rec->md5[i]))
+            return -EINVAL;
+    if (rec->md5[0] && rec->md5[32])
+        return -EINVAL;
     if (rec->bound &&
         (rec->mtime_nsec >= 1000000000 || rec->ctime_nsec >= 1000000000))
         return -EINVAL;
     *p++ = REC_FORMAT;
     *p++ = (unsigned char)((rec->sha1[0] ? REC_HAS_SHA1 : 0) |
                            (rec->bound ? REC_BOUND : 0) |
-                           (rec->sha256[0] ? REC_SHA256 : 0));
+                           (rec->sha256[0] ? REC_SHA256 : 0) |
+                           (rec->md5[0] ? REC_MD5 : 0));
     if (rec->sha1[0]) {
         for (i = 0; i < 20; i++)
             *p++ = (unsigned char)(hexval(rec->sha1[2 * i]) << 4 |
@@ -1235,6 +1256,12 @@ int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
             *p++ = (unsigned char)(hexval(rec->sha256[2 * i]) << 4 |
                                    hexval(rec->sha256[2 * i + 1]));
         p += put_varint(p, rec->sha256_version);
+    }
+    if (rec->md5[0]) {
+        for (i = 0; i < 16; i++)
+            *p++ = (unsigned char)(hexval(rec->md5[2 * i]) << 4 |
+                                   hexval(rec->md5[2 * i + 1]));
+        p += put_varint(p, rec->md5_version);
     }
     return do_set(sc, KEY_REC, sizeof KEY_REC - 1, buf, (size_t)(p - buf));
 }
@@ -1282,6 +1309,12 @@ int sidecar_hash_current(const sidecar_record *rec, const struct stat *st)
 int sidecar_sha256_current(const sidecar_record *rec, const struct stat *st)
 {
     return rec->sha256[0] && rec->sha256_version == rec->version &&
+           record_is(rec, st);
+}
+
+int sidecar_md5_current(const sidecar_record *rec, const struct stat *st)
+{
+    return rec->md5[0] && rec->md5_version == rec->version &&
            record_is(rec, st);
 }
 

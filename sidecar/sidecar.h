@@ -130,6 +130,9 @@ typedef struct {
      * SHA-1 without knowing of it leaves it reading unknown. */
     char sha256[65];         /* hex, "" if unknown */
     uint64_t sha256_version; /* content version it was computed from */
+    /* MD5 (MirrorDAVDigest ... md5), bound the same way. */
+    char md5[33];
+    uint64_t md5_version;
 } sidecar_record;
 
 /* Missing fields read as zero / empty. */
@@ -143,8 +146,9 @@ void sidecar_record_bind(sidecar_record *rec, const struct stat *st);
  * SHA-1 is recorded for the current content version, and the identity is
  * bound and equal to ST's.  0 otherwise: the hash is unknown. */
 int sidecar_hash_current(const sidecar_record *rec, const struct stat *st);
-/* The same for REC's SHA-256. */
+/* The same for REC's SHA-256 and MD5. */
 int sidecar_sha256_current(const sidecar_record *rec, const struct stat *st);
+int sidecar_md5_current(const sidecar_record *rec, const struct stat *st);
 
 /* Records a data-derived value (SHA-1, 40 hex digits) computed from
  * content VERSION, from the bytes of a file whose identity was ST

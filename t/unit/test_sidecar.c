@@ -601,6 +601,13 @@ static void test_record(void)
            "record: sha256 (lowercased)");
     ok(b.sha256_version == 8 && b.ino == 77 && b.bound, "record: sha256 "
                                                         "version, identity");
+    memcpy(a.md5, "0123456789abcdef0123456789ABCDEF", 33);
+    a.md5_version = 9;
+    is_int(sidecar_set_record(sc, &a), 0, "record: set with md5");
+    is_int(sidecar_get_record(sc, &b), 0, "record: get with md5");
+    is_str(b.md5, "0123456789abcdef0123456789abcdef", "record: md5");
+    ok(b.md5_version == 9 && b.sha256_version == 8, "record: md5 version");
+    a.md5[0] = '\0';
     a.sha256[3] = 'g';
     is_int(sidecar_set_record(sc, &a), -EINVAL, "record: bad sha256 refused");
     sidecar_close(sc);
