@@ -388,6 +388,14 @@ sub propfind_checksums {
     $r = $s->propfind('/dav/read', 0);
     unlike($r->{content}, qr{checksums}, 'allprop leaves it out, as it does the SHA-1 (a sidecar read per member)');
 
+    # COPY and MOVE carry the record, SHA-256 included.
+    $r = $s->request('COPY', '/dav/read', { Destination => $s->url('/dav/read-copy') });
+    is($r->{status}, 201, 'COPY');
+    $r = $s->request('MOVE', '/dav/read-copy', { Destination => $s->url('/dav/read-moved') });
+    is($r->{status}, 201, 'MOVE');
+    $r = $s->request('HEAD', '/dav/read-moved', { 'Want-Repr-Digest' => 'sha-256=5' });
+    is($r->{headers}{'repr-digest'}, $want256, 'after COPY and MOVE: the SHA-256 still served');
+
     # Changed behind the server's back (same size and mtime: a direct
     # write): the record no longer describes the bytes, so nothing is
     # answered.
