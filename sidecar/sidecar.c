@@ -1337,12 +1337,20 @@ static int lstat_data(const char *dir, const char *name, struct stat *st)
 int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
                        uint64_t version, const struct stat *st)
 {
+    return sidecar_store_digests(dir, name, sha1, NULL, NULL, version, st);
+}
+
+int sidecar_store_digests(const char *dir, const char *name, const char *sha1,
+                          const char *sha256, const char *md5,
+                          uint64_t version, const struct stat *st)
+{
     sidecar_record rec;
     struct stat now;
     sidecar *sc;
     int rc;
 
-    if (!sha1 || !is_hex_sha1(sha1) || !st)
+    if (!sha1 || !is_hex_sha1(sha1) || !st ||
+        (sha256 && strlen(sha256) != 64) || (md5 && strlen(md5) != 32))
         return -EINVAL;
     rc = sidecar_open(dir, name, 1, &sc);
     if (rc)
@@ -1361,6 +1369,14 @@ int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
     if (!rc) {
         memcpy(rec.sha1, sha1, 41);
         rec.sha1_version = version;
+        if (sha256) {
+            memcpy(rec.sha256, sha256, 65);
+            rec.sha256_version = version;
+        }
+        if (md5) {
+            memcpy(rec.md5, md5, 33);
+            rec.md5_version = version;
+        }
         sidecar_record_bind(&rec, &now);
         rc = sidecar_set_record(sc, &rec);
     }

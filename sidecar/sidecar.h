@@ -157,6 +157,12 @@ int sidecar_md5_current(const sidecar_record *rec, const struct stat *st);
  * data at DIR/NAME no longer has ST's identity: then nothing is written. */
 int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
                        uint64_t version, const struct stat *st);
+/* The same, with the SHA-256 and the MD5 (hex; NULL: not computed, left
+ * as they are, which for an older version reads unknown) of the same
+ * bytes. */
+int sidecar_store_digests(const char *dir, const char *name, const char *sha1,
+                          const char *sha256, const char *md5,
+                          uint64_t version, const struct stat *st);
 
 /* After an operation that moved the data's ctime but kept its bytes: a
  * rename(2) or link(2) of the data file.  BEFORE and AFTER are lstat()s

@@ -337,15 +337,23 @@ SKIP: {
         }
     }
     # Just after a PATCH-APPLY the record's hashes are pending or new,
-    # never the old ones: Repr-Digest is absent or the new SHA-1, and no
-    # SHA-256 (only PUT records one).
+    # never the old ones; the worker then computes the SHA-1 and, as the
+    # record had one, the SHA-256: Repr-Digest gives the new ones.
+    my $new1 = 'sha=:' . b64(sha1($mid)) . ':';
+    my $new256 = 'sha-256=:' . b64(sha256($mid)) . ':';
     my $r = $s->request('GET', '/dav/pa', { 'Want-Repr-Digest' => 'sha-256=5, sha=5' });
     my $got = $r->{headers}{'repr-digest'};
-    ok(!defined $got || $got eq 'sha=:' . b64(sha1($mid)) . ':',
-       'GET right after PATCH-APPLY: no Repr-Digest, or the new SHA-1') or diag $got;
+    ok(!defined $got || $got eq "$new256, $new1",
+       'GET right after PATCH-APPLY: no Repr-Digest, or the new digests') or diag $got;
     my $o = propfind_checksums('/dav/pa')->{content};
-    ok($o =~ m{<lp\d+:checksums/>} || $o =~ m{SHA1:\Q${\sha1_hex($mid)}\E</lp}, '... oc:checksums empty or the new SHA-1')
-        or diag $o;
+    ok($o =~ m{<lp\d+:checksums/>} || $o =~ m{SHA1:\Q${\sha1_hex($mid)}\E SHA256:\Q${\sha256_hex($mid)}\E</lp},
+       '... oc:checksums empty or the new ones') or diag $o;
+    for (1 .. 100) {
+        $got = $s->request('HEAD', '/dav/pa', { 'Want-Repr-Digest' => 'sha-256=5, sha=5' })->{headers}{'repr-digest'};
+        last if defined $got;
+        select undef, undef, undef, 0.1;
+    }
+    is($got, "$new256, $new1", 'once the worker has run: the new SHA-256 and SHA-1');
 }
 
 # ---------------------------------------------------------------- reading
