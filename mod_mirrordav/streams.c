@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "apr_lib.h"
-#include "digest.h"
 #include "apr_strings.h"
 #include "http_protocol.h"
 #include "util_filter.h"
+#include "digest.h"
 #include "gzip_input.h"
 #include "mirrordav.h"
 #include "sha1_pipe.h"
@@ -361,8 +361,11 @@ void mirrordav_record_receipt_digests(request_rec *r, const char *path,
             }
             else
                 rec.sha1[0] = '\0'; /* fsck --repair computes it */
-            /* The SHA-256 has its own version: left as it was without
-             * one, it reads as unknown for the version bumped above. */
+            /* The SHA-256 and MD5 carry their own versions; without one
+             * the field is cleared, so that the PATCH-APPLY worker, which
+             * recomputes the digests a record holds, follows what this
+             * location records now (MirrorDAVDigest). */
+            rec.sha256[0] = rec.md5[0] = '\0';
             if (sha256hex) {
                 apr_cpystrn(rec.sha256, sha256hex, sizeof(rec.sha256));
                 rec.sha256_version = rec.version;
