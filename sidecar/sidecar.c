@@ -1369,14 +1369,25 @@ int sidecar_store_digests(const char *dir, const char *name, const char *sha1,
     if (!rc) {
         memcpy(rec.sha1, sha1, 41);
         rec.sha1_version = version;
+        /* A digest not given here stays only if the record already
+         * described these very bytes; otherwise (fsck rehashing data
+         * changed behind the server's back, same content version) it
+         * names other bytes, and binding the record to ST would make it
+         * read as current: it is dropped. */
+        int same = record_is(&rec, st);
+
         if (sha256) {
             memcpy(rec.sha256, sha256, 65);
             rec.sha256_version = version;
         }
+        else if (!same)
+            rec.sha256[0] = '\0';
         if (md5) {
             memcpy(rec.md5, md5, 33);
             rec.md5_version = version;
         }
+        else if (!same)
+            rec.md5[0] = '\0';
         sidecar_record_bind(&rec, &now);
         rc = sidecar_set_record(sc, &rec);
     }
