@@ -404,6 +404,16 @@ sub propfind_checksums {
     $r = $s->request('HEAD', '/dav/read-moved', { 'Want-Repr-Digest' => 'sha-256=5' });
     is($r->{headers}{'repr-digest'}, $want256, 'after COPY and MOVE: the SHA-256 still served');
 
+    # Snapshots carry it too, and so does a restore (COPY out of one).
+    $r = $s->mkcol('/snapshots/s1');
+    is($r->{status}, 201, 'MKCOL /snapshots/s1');
+    $r = $s->request('HEAD', '/snapshots/s1/read-moved', { 'Want-Repr-Digest' => 'sha-256=5' });
+    is($r->{headers}{'repr-digest'}, $want256, 'in the snapshot: the SHA-256 served');
+    $r = $s->request('COPY', '/snapshots/s1/read-moved', { Destination => $s->url('/dav/restored') });
+    is($r->{status}, 201, 'restore by COPY out of the snapshot');
+    $r = $s->request('HEAD', '/dav/restored', { 'Want-Repr-Digest' => 'sha-256=5' });
+    is($r->{headers}{'repr-digest'}, $want256, '... the SHA-256 still served');
+
     # Changed behind the server's back (same size and mtime: a direct
     # write): the record no longer describes the bytes, so nothing is
     # answered.
