@@ -110,6 +110,22 @@ for my $c (@cases) {
     is($code, 201, "$h $alg match on a new file: 201");
 }
 
+# A name too long for NAME.db has its sidecar at <sha1 of the name>.hdb:
+# the same guarantees.
+{
+    my $long = 'L' x 250 . '.bin';
+    my $db = "$live/.mirrordav/" . sha1_hex($long) . '.hdb';
+    fresh_old($long);
+    ok(-f $db, 'a long name has its .hdb sidecar');
+    my $before = sha1_file($db) . (stat $db)[1] . sha1_file("$live/$long");
+    my ($code, $reply) = curl('PUT', "/dav/$long", $bfile, 'Content-Digest: ' . sf('sha-256', sha256('no')));
+    is($code, 400, 'long name, Content-Digest wrong: 400');
+    is(sha1_file($db) . (stat $db)[1] . sha1_file("$live/$long"), $before, '... the file and its .hdb byte-identical');
+    is(temp_files(), 0, '... no temp file');
+    ($code) = curl('PUT', "/dav/$long", $bfile, 'Content-Digest: ' . sf('sha-256', sha256($body)));
+    is($code, 204, 'long name, Content-Digest right: 204');
+}
+
 # Several OC-Checksum types at once: every one is checked.
 {
     fresh_old('multi');
