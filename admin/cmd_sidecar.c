@@ -124,6 +124,12 @@ int cmd_sidecar(int argc, char **argv)
                        " mtime=%" PRId64 " version=%" PRIu64 "\n",
                        rec.sha1[0] ? rec.sha1 : "-", rec.sha1_version,
                        rec.size, rec.mtime, rec.version);
+            if (rec.sha256[0])
+                printf("# sha256=%s sha256_version=%" PRIu64 "\n", rec.sha256,
+                       rec.sha256_version);
+            if (rec.md5[0])
+                printf("# md5=%s md5_version=%" PRIu64 "\n", rec.md5,
+                       rec.md5_version);
         }
         rv = sidecar_iter(sc, print_key, dump ? (void *)1 : NULL);
         if (rv != 0)

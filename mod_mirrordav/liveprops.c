@@ -13,16 +13,18 @@
 #include "mirrordav.h"
 #include "sidecar/sidecar.h"
 
-enum { NS_DAV, NS_MIRRORDAV, NS_WIN32 };
+enum { NS_DAV, NS_MIRRORDAV, NS_WIN32, NS_OC };
 
 enum {
     PROPID_sha1 = 1,
     PROPID_content_version,
     PROPID_win32_mtime,
+    PROPID_oc_checksums,
 };
 
 static const char *const namespace_uris[] = {
-    "DAV:", MIRRORDAV_NS, "urn:schemas-microsoft-com:", NULL};
+    "DAV:", MIRRORDAV_NS,
+    "urn:schemas-microsoft-com:", "http://owncloud.org/ns", NULL};
 
 static const dav_liveprop_spec props[] = {
     {NS_DAV, "creationdate", DAV_PROPID_creationdate, 0},
@@ -34,6 +36,9 @@ static const dav_liveprop_spec props[] = {
     /* Stored as a dead property; known here only to validate its date
      * before PROPPATCH changes anything (propdb.c sets the mtime). */
     {NS_WIN32, "Win32LastModifiedTime", PROPID_win32_mtime, 1},
+    /* ownCloud's: the recorded hashes as sync clients (rclone's owncloud
+     * vendor) read them. */
+    {NS_OC, "checksums", PROPID_oc_checksums, 0},
     {0, NULL, 0, 0},
 };
 
@@ -139,6 +144,40 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
                 value = apr_pstrdup(p, rec.sha1);
         }
         break;
+    case PROPID_oc_checksums:
+        if (resource->collection)
+            return DAV_PROP_INSERT_NOTDEF;
+        if (what == DAV_PROP_INSERT_VALUE) {
+            sidecar_record rec256;
+            struct stat st;
+
+            /* As ownCloud answers it: <oc:checksum>SHA1:hex</oc:checksum>,
+             * the types separated by spaces.  Only hashes that name the
+             * bytes at the path now (a fresh lstat after the read, as for
+             * sha1 above); an unknown or pending one leaves the value
+             * empty, which clients read as "no hash". */
+            value = "";
+            if (read_record(resource, &rec) != 0 ||
+                lstat(resource->info->path, &st) != 0)
+                break;
+            if (mirrordav_hash_servable(resource, &rec, &st))
+                value = apr_pstrcat(p, "SHA1:", rec.sha1, NULL);
+            /* The SHA-256 and the MD5 are bound like the SHA-1 (each with
+             * its own version): the same servability rule, asked of a
+             * copy of the record holding each in the SHA-1's place. */
+            rec256 = rec;
+            rec256.sha1[0] = rec.sha256[0];
+            rec256.sha1_version = rec.sha256_version;
+            if (mirrordav_hash_servable(resource, &rec256, &st))
+                value = apr_pstrcat(p, value, *value ? " " : "",
+                                    "SHA256:", rec.sha256, NULL);
+            rec256.sha1[0] = rec.md5[0];
+            rec256.sha1_version = rec.md5_version;
+            if (mirrordav_hash_servable(resource, &rec256, &st))
+                value = apr_pstrcat(p, value, *value ? " " : "",
+                                    "MD5:", rec.md5, NULL);
+        }
+        break;
     default:
         return DAV_PROP_INSERT_NOTDEF;
     }
@@ -157,6 +196,16 @@ static dav_prop_insert insert_prop(const dav_resource *resource, int propid,
         if (pending)
             s = apr_pstrcat(p, "<", qname, " lp", apr_itoa(p, global_ns),
                             ":pending=\"true\"/>" DEBUG_CR, NULL);
+        else if (what == DAV_PROP_INSERT_VALUE &&
+                 propid == PROPID_oc_checksums) {
+            const char *inner = apr_pstrcat(p, "lp", apr_itoa(p, global_ns),
+                                            ":checksum", NULL);
+
+            s = *value
+                    ? apr_pstrcat(p, "<", qname, "><", inner, ">", value, "</",
+                                  inner, "></", qname, ">" DEBUG_CR, NULL)
+                    : apr_pstrcat(p, "<", qname, "/>" DEBUG_CR, NULL);
+        }
         else if (what == DAV_PROP_INSERT_VALUE)
             s = apr_pstrcat(p, "<", qname, ">", value, "</", qname,
                             ">" DEBUG_CR, NULL);
@@ -216,6 +265,7 @@ static void insert_all_liveprops(request_rec *r, const dav_resource *resource,
     if (what == DAV_PROP_INSERT_NAME && !resource->collection) {
         (void)insert_prop(resource, PROPID_sha1, what, phdr);
         (void)insert_prop(resource, PROPID_content_version, what, phdr);
+        (void)insert_prop(resource, PROPID_oc_checksums, what, phdr);
     }
 }
 

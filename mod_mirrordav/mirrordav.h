@@ -19,6 +19,7 @@
  *   cow.c            breaks a data file's sharing with a snapshot
  *   patch_apply.c    the PATCH-APPLY method and its SHA-1 worker
  *   browser*.c       pages for web browsers, restore (see browser.h)
+ *   digest.c         integrity headers, Repr-Digest (digest.h)
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -40,6 +41,9 @@ typedef struct {
     const char *state;     /* volume/state */
     int fsync;             /* fsync before acknowledging; -1 = unset (on) */
     int hash;              /* SHA-1 on receipt; -1 = unset (on) */
+    int digests;           /* MirrorDAVDigest: the digests recorded
+                              beside the SHA-1 (digest.h's DIGEST_BIT
+                              mask of MD5, SHA-256); -1 = unset (none) */
     apr_off_t max_decoded; /* gzip decoded size limit; -1 = unset */
     int passive;           /* files served inert (CSP sandbox, nosniff);
                               -1 = unset (on) */
@@ -147,6 +151,13 @@ void mirrordav_register_body_filter(void);
  * nothing if other data has replaced it at PATH meanwhile. */
 void mirrordav_record_receipt(request_rec *r, const char *path,
                               const struct stat *st, const char *sha1hex);
+/* The same with the SHA-256 and MD5 (hex, or NULL: not computed)
+ * beside it. */
+void mirrordav_record_receipt_digests(request_rec *r, const char *path,
+                                      const struct stat *st,
+                                      const char *sha1hex,
+                                      const char *sha256hex,
+                                      const char *md5hex);
 
 /* encoding.c */
 struct gzin;

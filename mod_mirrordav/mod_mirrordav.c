@@ -16,6 +16,7 @@
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "digest.h"
 #include "mirrordav.h"
 
 static void *create_dir_conf(apr_pool_t *p, char *dir)
@@ -30,6 +31,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     }
     conf->fsync = -1;
     conf->hash = -1;
+    conf->digests = -1;
     conf->max_decoded = -1;
     conf->passive = -1;
     conf->max_props = -1;
@@ -54,6 +56,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->state = add->state ? add->state : base->state;
     conf->fsync = add->fsync != -1 ? add->fsync : base->fsync;
     conf->hash = add->hash != -1 ? add->hash : base->hash;
+    conf->digests = add->digests != -1 ? add->digests : base->digests;
     conf->max_decoded =
         add->max_decoded != -1 ? add->max_decoded : base->max_decoded;
     conf->passive = add->passive != -1 ? add->passive : base->passive;
@@ -100,6 +103,28 @@ static const char *set_fsync(cmd_parms *cmd, void *dconf, int on)
 static const char *set_hash(cmd_parms *cmd, void *dconf, int on)
 {
     ((mirrordav_conf *)dconf)->hash = on;
+    return NULL;
+}
+
+/* MirrorDAVDigest sha1 [md5] [sha256]: the SHA-1 is always recorded. */
+static const char *set_digest(cmd_parms *cmd, void *dconf, int argc,
+                              char *const argv[])
+{
+    int i, mask = 0, sha1 = 0;
+
+    for (i = 0; i < argc; i++) {
+        if (!strcasecmp(argv[i], "sha1"))
+            sha1 = 1;
+        else if (!strcasecmp(argv[i], "md5"))
+            mask |= DIGEST_BIT(DIGEST_MD5);
+        else if (!strcasecmp(argv[i], "sha256"))
+            mask |= DIGEST_BIT(DIGEST_SHA256);
+        else
+            sha1 = -1;
+    }
+    if (sha1 != 1)
+        return "MirrorDAVDigest takes sha1, then md5 and/or sha256";
+    ((mirrordav_conf *)dconf)->digests = mask;
     return NULL;
 }
 
@@ -188,6 +213,10 @@ static const command_rec commands[] = {
     AP_INIT_FLAG("MirrorDAVHash", set_hash, NULL, ACCESS_CONF,
                  "compute and record the SHA-1 of every upload (default On; "
                  "Off only to measure its cost)"),
+    AP_INIT_TAKE_ARGV("MirrorDAVDigest", set_digest, NULL, ACCESS_CONF,
+                      "digests recorded on receipt: sha1 (default), and md5 "
+                      "(rclone's owncloud vendor compares MD5) and/or "
+                      "sha256"),
     AP_INIT_TAKE1("MirrorDAVMaxDecodedSize", set_max_decoded, NULL,
                   ACCESS_CONF,
                   "largest decoded size of a gzip-encoded body, in bytes"),

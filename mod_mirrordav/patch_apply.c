@@ -47,6 +47,7 @@
 #include "apr_thread_cond.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "digest.h"
 #include "gzip_input.h"
 #include "mirrordav.h"
 #include "sidecar/patchlog.h"
@@ -159,8 +160,9 @@ typedef struct {
     rs_job_t *job;
     char *outbuf;
     gzin *gz;
-    int done;       /* the delta's end was reached */
-    dav_error *err; /* why a callback stopped the job */
+    mirrordav_patch_digests *dg; /* the request's digests (digest.c) */
+    int done;                    /* the delta's end was reached */
+    dav_error *err;              /* why a callback stopped the job */
 } patch_ctx;
 
 static dav_error *bad(patch_ctx *c, const char *msg)
@@ -271,14 +273,17 @@ static dav_error *flush_window(patch_ctx *c)
 
 static dav_error *emit(patch_ctx *c, const char *b, apr_size_t n)
 {
+    dav_error *err;
+
     if (n > c->want - c->got)
         return bad(c, apr_psprintf(c->p,
                                    "The delta's output is longer than the "
                                    "range (%" APR_UINT64_T_FMT " bytes).",
                                    c->want));
+    if ((err = mirrordav_patch_digests_output(c->dg, b, n)) != NULL)
+        return err;
     while (n > 0) {
         apr_size_t k = WIN_BUF - c->win_fill;
-        dav_error *err;
 
         if (k > n)
             k = n;
@@ -344,14 +349,19 @@ static int gz_sink(void *ctx, const void *buf, size_t len)
 {
     patch_ctx *c = ctx;
 
-    c->err = pump(c, buf, len, 0);
+    c->err = mirrordav_patch_digests_decoded(c->dg, buf, len);
+    if (!c->err)
+        c->err = pump(c, buf, len, 0);
     return c->err ? 1 : 0;
 }
 
 static dav_error *feed(patch_ctx *c, const char *buf, apr_size_t len)
 {
+    dav_error *err;
     int rc;
 
+    if ((err = mirrordav_patch_digests_sent(c->dg, buf, len)) != NULL)
+        return err;
     if (!c->gz)
         return pump(c, buf, len, 0);
     rc = gzin_feed(c->gz, buf, len);
@@ -576,6 +586,10 @@ static dav_error *patch_file(request_rec *r, const dav_resource *resource,
     c->basis_fd = fd;
     c->basis_size = (apr_uint64_t)st.st_size;
     c->want = pr->e1 - pr->s;
+    /* Digest headers refused (400) before anything is written; a digest
+     * of the result hashes the basis up to S now. */
+    if ((err = mirrordav_patch_digests_start(r, gzip, fd, pr->s, &c->dg)))
+        return err;
 
     /* Where O goes.  A clone first: on XFS and btrfs it costs nothing and
      * O then lands straight in the new version. */
@@ -625,6 +639,17 @@ static dav_error *patch_file(request_rec *r, const dav_resource *resource,
                          "The delta's output has %" APR_UINT64_T_FMT
                          " bytes; the range needs %" APR_UINT64_T_FMT ".",
                          c->got, c->want));
+    /* Validate, then finalize: the request's digests are compared while
+     * nothing has changed (O is in the clone or the staging file, neither
+     * visible); a mismatch returns here and the pool's cleanups discard
+     * them.  The result's digest ends with the basis's bytes after O's
+     * range, which the file keeps unless truncated. */
+    if ((err = mirrordav_patch_digests_check(
+             c->dg, fd, pr->e1,
+             !pr->truncate && pr->e1 < (apr_uint64_t)st.st_size
+                 ? (apr_uint64_t)st.st_size - pr->e1
+                 : 0)) != NULL)
+        return err;
 
     /* Queued before the data changes, durably: whatever crashes later,
      * the hash of the new data is computed (patchlog.h). */

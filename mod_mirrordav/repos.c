@@ -20,6 +20,7 @@
 #include "apr_strings.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "digest.h"
 #include "mirrordav.h"
 #include "http_core.h"
 #include "sidecar/intent.h"
@@ -177,6 +178,7 @@ static dav_error *set_headers(request_rec *r, const dav_resource *resource)
         apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
     }
     apr_table_setn(r->headers_out, "Accept-Ranges", "bytes");
+    mirrordav_digest_response(r, resource); /* Want-Repr-Digest */
     ap_set_content_length(r, fi->size);
     if (!r->content_type)
         ap_set_content_type(r, "application/octet-stream");

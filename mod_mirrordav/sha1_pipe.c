@@ -1,11 +1,14 @@
 /*
  * sha1_pipe: a ring of buffers between the request thread (producer) and
- * one hashing thread (consumer).  Buffers are hashed in submission order.
+ * one hashing thread (consumer).  Buffers are hashed in submission order,
+ * by every digest of the pipe in turn (SHA-1 by default; digest.c adds
+ * those a request asks for).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/evp.h>
 
@@ -16,7 +19,10 @@ struct sha1_pipe {
     pthread_cond_t cv;
     pthread_t thread;
     int started, stopping, failed;
-    EVP_MD_CTX *ctx;
+    EVP_MD_CTX *ctx[SHA1_PIPE_MAX_MD];
+    int nmd;
+    unsigned char md[SHA1_PIPE_MAX_MD][EVP_MAX_MD_SIZE]; /* finished */
+    unsigned mdlen[SHA1_PIPE_MAX_MD];
 
     unsigned char **bufs;
     size_t *lens;
@@ -26,6 +32,16 @@ struct sha1_pipe {
     int tail;  /* next buffer the consumer hashes */
     int count; /* submitted, not yet hashed */
 };
+
+static int update_all(sha1_pipe *p, const unsigned char *b, size_t len)
+{
+    int k;
+
+    for (k = 0; k < p->nmd; k++)
+        if (EVP_DigestUpdate(p->ctx[k], b, len) != 1)
+            return -1;
+    return 0;
+}
 
 static void *hash_thread(void *arg)
 {
@@ -45,7 +61,7 @@ static void *hash_thread(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         /* Only this thread touches ctx once it has started. */
-        if (EVP_DigestUpdate(p->ctx, p->bufs[i], len) != 1)
+        if (update_all(p, p->bufs[i], len) != 0)
             p->failed = 1;
 
         pthread_mutex_lock(&p->mu);
@@ -59,19 +75,33 @@ static void *hash_thread(void *arg)
 
 int sha1_pipe_create(sha1_pipe **out, size_t bufsize, int nbufs)
 {
-    sha1_pipe *p = calloc(1, sizeof(*p));
+    const EVP_MD *sha1 = EVP_sha1();
+
+    return sha1_pipe_create_md(out, bufsize, nbufs, &sha1, 1);
+}
+
+int sha1_pipe_create_md(sha1_pipe **out, size_t bufsize, int nbufs,
+                        const EVP_MD *const *mds, int n)
+{
+    sha1_pipe *p;
     int i;
 
-    if (!p)
+    if (n < 1 || n > SHA1_PIPE_MAX_MD)
+        return -EINVAL;
+    if (!(p = calloc(1, sizeof(*p))))
         return -ENOMEM;
     p->bufsize = bufsize;
     p->nbufs = nbufs;
     p->bufs = calloc(nbufs, sizeof(*p->bufs));
     p->lens = calloc(nbufs, sizeof(*p->lens));
-    p->ctx = EVP_MD_CTX_new();
-    if (!p->bufs || !p->lens || !p->ctx ||
-        EVP_DigestInit_ex(p->ctx, EVP_sha1(), NULL) != 1)
+    if (!p->bufs || !p->lens)
         goto fail;
+    for (p->nmd = 0; p->nmd < n; p->nmd++)
+        if (!(p->ctx[p->nmd] = EVP_MD_CTX_new()) ||
+            EVP_DigestInit_ex(p->ctx[p->nmd], mds[p->nmd], NULL) != 1) {
+            p->nmd++; /* freed below, even if half set up */
+            goto fail;
+        }
     for (i = 0; i < nbufs; i++)
         if (!(p->bufs[i] = malloc(bufsize)))
             goto fail;
@@ -85,7 +115,8 @@ fail:
             free(p->bufs[i]);
     free(p->bufs);
     free(p->lens);
-    EVP_MD_CTX_free(p->ctx);
+    for (i = 0; i < p->nmd; i++)
+        EVP_MD_CTX_free(p->ctx[i]);
     free(p);
     return -ENOMEM;
 }
@@ -109,8 +140,7 @@ int sha1_pipe_submit(sha1_pipe *p, size_t len)
         if (pthread_create(&p->thread, NULL, hash_thread, p) == 0)
             p->started = 1;
         else
-            return EVP_DigestUpdate(p->ctx, p->bufs[p->head], len) == 1 ? 0
-                                                                        : -EIO;
+            return update_all(p, p->bufs[p->head], len) == 0 ? 0 : -EIO;
     }
     pthread_mutex_lock(&p->mu);
     p->lens[p->head] = len;
@@ -135,8 +165,8 @@ static void stop_thread(sha1_pipe *p)
 
 int sha1_pipe_finish(sha1_pipe *p, size_t len, char hex[41])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0, i;
+    unsigned int i;
+    int k;
 
     if (len > p->bufsize)
         return -EINVAL;
@@ -145,14 +175,28 @@ int sha1_pipe_finish(sha1_pipe *p, size_t len, char hex[41])
             sha1_pipe_submit(p, len);
         stop_thread(p); /* drains every submitted buffer first */
     }
-    else if (len && EVP_DigestUpdate(p->ctx, p->bufs[p->head], len) != 1)
+    else if (len && update_all(p, p->bufs[p->head], len) != 0)
         p->failed = 1;
-    if (p->failed || EVP_DigestFinal_ex(p->ctx, md, &mdlen) != 1 ||
-        mdlen != 20)
+    if (p->failed)
         return -EIO;
-    for (i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    for (k = 0; k < p->nmd; k++)
+        if (EVP_DigestFinal_ex(p->ctx[k], p->md[k], &p->mdlen[k]) != 1)
+            return -EIO;
+    if (!hex)
+        return 0;
+    if (p->mdlen[0] != 20)
+        return -EIO;
+    for (i = 0; i < p->mdlen[0]; i++)
+        snprintf(hex + 2 * i, 3, "%02x", p->md[0][i]);
     return 0;
+}
+
+unsigned sha1_pipe_digest(const sha1_pipe *p, int i, unsigned char *md)
+{
+    if (i < 0 || i >= p->nmd)
+        return 0;
+    memcpy(md, p->md[i], p->mdlen[i]);
+    return p->mdlen[i];
 }
 
 void sha1_pipe_destroy(sha1_pipe *p)
@@ -168,6 +212,7 @@ void sha1_pipe_destroy(sha1_pipe *p)
         free(p->bufs[i]);
     free(p->bufs);
     free(p->lens);
-    EVP_MD_CTX_free(p->ctx);
+    for (i = 0; i < p->nmd; i++)
+        EVP_MD_CTX_free(p->ctx[i]);
     free(p);
 }

@@ -16,9 +16,18 @@
 
 #include <stddef.h>
 
+#include <openssl/evp.h>
+
 typedef struct sha1_pipe sha1_pipe;
 
+#define SHA1_PIPE_MAX_MD 6
+
 int sha1_pipe_create(sha1_pipe **out, size_t bufsize, int nbufs);
+/* The same with the N digests MDS (1 to SHA1_PIPE_MAX_MD, SHA-1 or not)
+ * all computed over the same bytes on the same thread, instead of SHA-1
+ * alone: digest I of the pipe is MDS[I]. */
+int sha1_pipe_create_md(sha1_pipe **out, size_t bufsize, int nbufs,
+                        const EVP_MD *const *mds, int n);
 
 /* The buffer to fill next (BUFSIZE bytes); waits while every buffer is
  * still being hashed. */
@@ -30,9 +39,14 @@ unsigned char *sha1_pipe_buffer(sha1_pipe *p);
 int sha1_pipe_submit(sha1_pipe *p, size_t len);
 
 /* Hashes the first LEN bytes of the current buffer (the last, partial
- * one), waits for the thread and writes the digest as 40 lowercase hex
- * digits and a NUL. */
+ * one), waits for the thread and finalises every digest; writes digest 0
+ * as 40 lowercase hex digits and a NUL into HEX unless HEX is NULL (then
+ * digest 0 may be any algorithm). */
 int sha1_pipe_finish(sha1_pipe *p, size_t len, char hex[41]);
+
+/* After sha1_pipe_finish: digest I, raw, into MD (EVP_MAX_MD_SIZE bytes);
+ * its length, or 0 if I is out of range. */
+unsigned sha1_pipe_digest(const sha1_pipe *p, int i, unsigned char *md);
 
 /* Stops the thread (if any) and frees everything; NULL is fine. */
 void sha1_pipe_destroy(sha1_pipe *p);

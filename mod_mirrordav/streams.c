@@ -17,6 +17,7 @@
 #include "apr_strings.h"
 #include "http_protocol.h"
 #include "util_filter.h"
+#include "digest.h"
 #include "gzip_input.h"
 #include "mirrordav.h"
 #include "sha1_pipe.h"
@@ -33,7 +34,12 @@ struct dav_stream {
     const dav_resource *resource;
     const char *dir;       /* the target's directory */
     mirrordav_newfile out; /* the file being written */
-    sha1_pipe *sha1; /* hashes on a second thread; NULL: MirrorDAVHash Off */
+    sha1_pipe *sha1; /* hashes on a second thread: dec.pipe, NULL if none */
+    mirrordav_hasher dec;       /* digests of the stored (decoded) bytes */
+    mirrordav_hasher sent;      /* digests of a gzip body as sent (digest.c) */
+    mirrordav_digests *digests; /* the request's integrity headers */
+    unsigned char *sbuf;        /* sent.pipe's buffer being filled */
+    apr_size_t sused;
     char *buf; /* the buffer being filled: written and hashed when full */
     apr_size_t used;
     gzin *gz;             /* decoder when the body is gzip-encoded */
@@ -53,7 +59,9 @@ static apr_status_t stream_cleanup(void *data)
 
     mirrordav_newfile_discard(&s->out);
     sha1_pipe_destroy(s->sha1);
-    s->sha1 = NULL;
+    s->sha1 = s->dec.pipe = NULL;
+    sha1_pipe_destroy(s->sent.pipe);
+    s->sent.pipe = NULL;
     gzin_destroy(s->gz);
     s->gz = NULL;
     return APR_SUCCESS;
@@ -68,6 +76,8 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     struct stat st;
     dav_stream *s;
     dav_error *err;
+    mirrordav_digests *digests;
+    unsigned mask_sent;
     int gzip, rv;
 
     if ((err = mirrordav_body_coding(info->r, &gzip)) != NULL)
@@ -76,6 +86,10 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
         return mirrordav_error(p, HTTP_NOT_IMPLEMENTED, 0,
                                "Partial PUT is not supported; use "
                                "PATCH-APPLY.");
+    /* Refused before any byte is stored: a malformed digest header or an
+     * algorithm the server does not compute. */
+    if ((err = mirrordav_digests_parse(info->r, 0, &digests)) != NULL)
+        return err;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return mirrordav_error(p, HTTP_CONFLICT, 0,
                                "The parent collection does not exist.");
@@ -87,6 +101,7 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     s->p = p;
     s->resource = resource;
     s->dir = dir;
+    s->digests = digests;
     /* The thread's durability switch (publish.c), which get_resource has
      * set from MirrorDAVFsync. */
     s->durable = publish_durable();
@@ -94,15 +109,30 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(rv),
                                      "Could not create a temporary file");
     apr_pool_cleanup_register(p, s, stream_cleanup, apr_pool_cleanup_null);
-    /* Four buffers: the hashing thread may lag the disk by three. */
-    if (mirrordav_hash_enabled(info->conf)) {
-        if (sha1_pipe_create(&s->sha1, STREAM_BUF, 4) != 0)
-            return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
-                                   "Could not start the SHA-1 digest.");
+    /* Four buffers: the hashing thread may lag the disk by three.  It
+     * computes what is recorded (MirrorDAVHash, MirrorDAVDigest) and what
+     * the request's digests need over the stored bytes; over the bytes
+     * as sent too when the body is plain (the same bytes). */
+    mask_sent = mirrordav_digests_needed(digests, DIGEST_OVER_SENT);
+    if (mirrordav_hasher_create(
+            &s->dec,
+            mirrordav_recorded_digests(info->conf) |
+                mirrordav_digests_needed(digests, DIGEST_OVER_DECODED) |
+                (gzip ? 0 : mask_sent),
+            STREAM_BUF, 4) != 0)
+        return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                               "Could not start the digests.");
+    if ((s->sha1 = s->dec.pipe) != NULL)
         s->buf = (char *)sha1_pipe_buffer(s->sha1);
-    }
     else
         s->buf = apr_palloc(p, STREAM_BUF);
+    /* A gzip body's own bytes go to a second hashing thread. */
+    if (gzip && mask_sent) {
+        if (mirrordav_hasher_create(&s->sent, mask_sent, STREAM_BUF, 4) != 0)
+            return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                                   "Could not start the digests.");
+        s->sbuf = sha1_pipe_buffer(s->sent.pipe);
+    }
     if (gzip && gzin_create(&s->gz, mirrordav_decoded_limit(info->conf),
                             gz_sink, s) != GZIN_OK)
         return mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
@@ -192,13 +222,42 @@ static dav_error *decoder_error(dav_stream *s, int rc)
     return mirrordav_gzip_error(s->resource->info->r, s->gz, rc);
 }
 
+/* A gzip body's bytes as sent, for the digests over them: copied into
+ * the sent pipe's buffers, each handed to its thread when full. */
+static dav_error *hash_sent(dav_stream *s, const void *buf, apr_size_t len)
+{
+    const char *b = buf;
+
+    while (len > 0) {
+        apr_size_t n = STREAM_BUF - s->sused;
+
+        if (n > len)
+            n = len;
+        memcpy(s->sbuf + s->sused, b, n);
+        s->sused += n;
+        b += n;
+        len -= n;
+        if (s->sused == STREAM_BUF) {
+            if (sha1_pipe_submit(s->sent.pipe, s->sused) != 0)
+                return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
+                                       "Digest failed.");
+            s->sbuf = sha1_pipe_buffer(s->sent.pipe);
+            s->sused = 0;
+        }
+    }
+    return NULL;
+}
+
 /* Body bytes as they arrive: decoded first when the body is gzip. */
 static dav_error *take_body(dav_stream *s, const void *buf, apr_size_t len)
 {
+    dav_error *err;
     int rc;
 
     if (!s->gz)
         return write_data(s, buf, len);
+    if (s->sent.pipe && (err = hash_sent(s, buf, len)) != NULL)
+        return err;
     rc = gzin_feed(s->gz, buf, len);
     return rc == GZIN_OK ? NULL : decoder_error(s, rc);
 }
@@ -267,6 +326,15 @@ static int parse_oc_mtime(const char *v, struct timespec *ts)
 void mirrordav_record_receipt(request_rec *r, const char *path,
                               const struct stat *st, const char *sha1hex)
 {
+    mirrordav_record_receipt_digests(r, path, st, sha1hex, NULL, NULL);
+}
+
+void mirrordav_record_receipt_digests(request_rec *r, const char *path,
+                                      const struct stat *st,
+                                      const char *sha1hex,
+                                      const char *sha256hex,
+                                      const char *md5hex)
+{
     sidecar_record rec;
     sidecar *sc;
     struct stat now;
@@ -293,6 +361,19 @@ void mirrordav_record_receipt(request_rec *r, const char *path,
             }
             else
                 rec.sha1[0] = '\0'; /* fsck --repair computes it */
+            /* The SHA-256 and MD5 carry their own versions; without one
+             * the field is cleared, so that the PATCH-APPLY worker, which
+             * recomputes the digests a record holds, follows what this
+             * location records now (MirrorDAVDigest). */
+            rec.sha256[0] = rec.md5[0] = '\0';
+            if (sha256hex) {
+                apr_cpystrn(rec.sha256, sha256hex, sizeof(rec.sha256));
+                rec.sha256_version = rec.version;
+            }
+            if (md5hex) {
+                apr_cpystrn(rec.md5, md5hex, sizeof(rec.md5));
+                rec.md5_version = rec.version;
+            }
             /* The identity is taken now, after the publish: linking or
              * renaming the file into place moved its ctime.  ST (before
              * the publish) vouches that the bytes are the ones hashed;
@@ -361,13 +442,25 @@ static int create_only(request_rec *r)
     return *v == '\0';
 }
 
+/* ALG's digest of the stored bytes in HEX if it is one that is recorded
+ * (a SHA-1 computed only for a request's check is recorded too: it is
+ * right), else NULL. */
+static const char *recorded_hex(const dav_stream *s, int alg, char *hex)
+{
+    if (alg != DIGEST_SHA1 &&
+        !(mirrordav_recorded_digests(s->resource->info->conf) &
+          DIGEST_BIT(alg)))
+        return NULL;
+    return mirrordav_hasher_hex(&s->dec, alg, hex) == 0 ? hex : NULL;
+}
+
 dav_error *mirrordav_close_stream(dav_stream *s, int commit)
 {
     const dav_resource *resource = s->resource;
     dav_resource_private *info = resource->info;
     request_rec *r = info->r;
     int create = create_only(r);
-    char hex[41];
+    char hex[129], hex256[129], hexmd5[129];
     struct timespec times[2];
     struct stat st;
     dav_error *err;
@@ -407,11 +500,20 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if (fstat(s->out.fd, &st) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(errno),
                                      "Could not stat the file");
-    /* The hashing thread has run alongside the fsync; the last, partial
-     * buffer is hashed now. */
-    if (s->sha1 && sha1_pipe_finish(s->sha1, s->used, hex) != 0)
+    /* The hashing threads have run alongside the fsync; the last, partial
+     * buffers are hashed now. */
+    if ((s->sha1 && sha1_pipe_finish(s->sha1, s->used, NULL) != 0) ||
+        (s->sent.pipe && sha1_pipe_finish(s->sent.pipe, s->sused, NULL) != 0))
         return mirrordav_error(s->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "SHA-1 digest failed.");
+    /* Validate, then publish: the bytes are stored and synced but have no
+     * name yet.  A mismatch returns here, and the pool cleanup discards
+     * the unnamed file: the old file and its record are not touched. */
+    if ((err = mirrordav_digests_verify(s->p, s->digests, DIGEST_OVER_SENT,
+                                        s->sent.pipe ? &s->sent : &s->dec)) ||
+        (err = mirrordav_digests_verify(s->p, s->digests, DIGEST_OVER_DECODED,
+                                        &s->dec)))
+        return err;
     /* The tree changes from here: a snapshot holds all of this write or
      * none of it (snapshot_space.c). */
     if ((err = mirrordav_write_barrier(r, info->conf)) != NULL)
@@ -435,7 +537,10 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
     if ((rv = publish_sync_dir(s->dir)) != 0)
         return mirrordav_errno_error(s->p, APR_FROM_OS_ERROR(-rv),
                                      "Could not sync the directory");
-    mirrordav_record_receipt(r, info->path, &st, s->sha1 ? hex : NULL);
+    mirrordav_record_receipt_digests(r, info->path, &st,
+                                     recorded_hex(s, DIGEST_SHA1, hex),
+                                     recorded_hex(s, DIGEST_SHA256, hex256),
+                                     recorded_hex(s, DIGEST_MD5, hexmd5));
     if (have_mtime)
         apr_table_setn(r->headers_out, "X-OC-Mtime", "accepted");
     return NULL;

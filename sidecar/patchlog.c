@@ -444,16 +444,24 @@ int patchlog_pending_add(const char *state, const char *path)
     return rc;
 }
 
-static int hash_fd(int fd, char hex[41])
+/* The SHA-1 of FD's bytes into HEX; with HEX256 and HEXMD5 (NULL: not
+ * wanted) the SHA-256 and the MD5 of the same read. */
+static int hash_fd(int fd, char hex[41], char hex256[65], char hexmd5[33])
 {
+    const EVP_MD *mds[3] = {EVP_sha1(), EVP_sha256(), EVP_md5()};
+    char *out[3] = {hex, hex256, hexmd5};
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *ctxs[3] = {NULL, NULL, NULL};
     char *buf = malloc(COPY_BUF);
     off_t off = 0;
-    int rc = 0;
+    int rc = 0, k;
 
-    if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1)
+    for (k = 0; k < 3; k++)
+        if (out[k] && (!(ctxs[k] = EVP_MD_CTX_new()) ||
+                       EVP_DigestInit_ex(ctxs[k], mds[k], NULL) != 1))
+            rc = -ENOMEM;
+    if (!buf)
         rc = -ENOMEM;
     while (!rc) {
         ssize_t n = pread(fd, buf, COPY_BUF, off);
@@ -463,14 +471,20 @@ static int hash_fd(int fd, char hex[41])
             rc = -errno;
         if (n <= 0)
             break;
-        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        for (k = 0; k < 3; k++)
+            if (ctxs[k] && EVP_DigestUpdate(ctxs[k], buf, (size_t)n) != 1)
+                rc = -EIO;
         off += n;
     }
-    if (!rc && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 20))
-        rc = -EIO;
-    for (unsigned i = 0; !rc && i < 20; i++)
-        sprintf(hex + 2 * i, "%02x", md[i]);
-    EVP_MD_CTX_free(ctx);
+    for (k = 0; k < 3; k++) {
+        if (!rc && ctxs[k] &&
+            (EVP_DigestFinal_ex(ctxs[k], md, &mdlen) != 1 ||
+             mdlen != (unsigned)EVP_MD_get_size(mds[k])))
+            rc = -EIO;
+        for (unsigned i = 0; !rc && ctxs[k] && i < mdlen; i++)
+            sprintf(out[k] + 2 * i, "%02x", md[i]);
+        EVP_MD_CTX_free(ctxs[k]);
+    }
     free(buf);
     return rc;
 }
@@ -479,8 +493,9 @@ static int hash_fd(int fd, char hex[41])
  * a newer write overtook it, another -errno on failure. */
 static int hash_one(const char *path, patchlog_report_fn report, void *ctx)
 {
-    char buf[4096], hex[41];
+    char buf[4096], hex[41], hex256[65], hexmd5[33];
     const char *dir, *name;
+    int want256, wantmd5;
     sidecar_record rec;
     struct stat before;
     sidecar *sc;
@@ -509,13 +524,18 @@ static int hash_one(const char *path, patchlog_report_fn report, void *ctx)
         close(fd);
         return 0; /* already recorded */
     }
-    /* No lock: a write meanwhile moves the mtime (or replaces the
-     * inode) or the content version, and the store refuses the hash. */
-    rc = hash_fd(fd, hex);
+    /* The digests recorded beside the SHA-1 (MirrorDAVDigest) are those
+     * the record held for an earlier version: the same set again.  No
+     * lock: a write meanwhile moves the mtime (or replaces the inode) or
+     * the content version, and the store refuses the hashes. */
+    want256 = rec.sha256[0] != '\0';
+    wantmd5 = rec.md5[0] != '\0';
+    rc = hash_fd(fd, hex, want256 ? hex256 : NULL, wantmd5 ? hexmd5 : NULL);
     close(fd);
     if (rc)
         return rc;
-    rc = sidecar_store_sha1(dir, name, hex, rec.version, &before);
+    rc = sidecar_store_digests(dir, name, hex, want256 ? hex256 : NULL,
+                               wantmd5 ? hexmd5 : NULL, rec.version, &before);
     if (rc == -ESTALE && report)
         report(ctx, path,
                "SHA-1 computed for an older content version; stale store "

@@ -26,6 +26,10 @@
  *              when flags bit 1 (bound) is set, the identity of the data
  *              follows, as varints: inode, mtime_nsec, ctime (zigzag),
  *              ctime_nsec.
+ *              when flags bit 2 is set, 32 bytes raw SHA-256 follow, then
+ *              its content version as a varint (sidecar_record.sha256);
+ *              then, when flags bit 3 is set, 16 bytes raw MD5 and its
+ *              content version.
  *            Readers ignore trailing bytes and unknown flags, so later
  *            fields can be appended without changing the format byte.  A
  *            record from before the identity has bit 1 clear, and so does
@@ -52,6 +56,7 @@
 #include "sidecar.h"
 #include "publish.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gdbm.h>
@@ -76,6 +81,8 @@
 #define REC_FORMAT   1
 #define REC_HAS_SHA1 0x01
 #define REC_BOUND    0x02
+#define REC_SHA256   0x04
+#define REC_MD5      0x08
 #define DB_MODE      0644
 #define GDBM_BLOCK   512
 /* Reserving is about the small, common case; above this, plain GDBM. */
@@ -1172,6 +1179,30 @@ int sidecar_get_record(sidecar *sc, sidecar_record *rec)
         rec->ctime = unzigzag(ct);
         rec->ctime_nsec = (uint32_t)cns;
     }
+    if (flags & REC_SHA256) {
+        if (end - p < 32)
+            goto out;
+        for (i = 0; i < 32; i++) {
+            rec->sha256[2 * i] = hex[p[i] >> 4];
+            rec->sha256[2 * i + 1] = hex[p[i] & 15];
+        }
+        rec->sha256[64] = '\0';
+        p += 32;
+        if (get_varint(&p, end, &rec->sha256_version))
+            goto out;
+    }
+    if (flags & REC_MD5) {
+        if (end - p < 16)
+            goto out;
+        for (i = 0; i < 16; i++) {
+            rec->md5[2 * i] = hex[p[i] >> 4];
+            rec->md5[2 * i + 1] = hex[p[i] & 15];
+        }
+        rec->md5[32] = '\0';
+        p += 16;
+        if (get_varint(&p, end, &rec->md5_version))
+            goto out;
+    }
     rc = 0;
 out:
     if (rc)
@@ -1182,17 +1213,29 @@ out:
 
 int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
 {
-    unsigned char buf[2 + 20 + 8 * 10], *p = buf;
+    unsigned char buf[2 + 20 + 32 + 16 + 11 * 10], *p = buf;
     int i;
 
     if (rec->sha1[0] && !is_hex_sha1(rec->sha1))
+        return -EINVAL;
+    for (i = 0; rec->sha256[0] && i < 64; i++)
+        if (!isxdigit((unsigned char)rec->sha256[i]))
+            return -EINVAL;
+    if (rec->sha256[0] && rec->sha256[64])
+        return -EINVAL;
+    for (i = 0; rec->md5[0] && i < 32; i++)
+        if (!isxdigit((unsigned char)rec->md5[i]))
+            return -EINVAL;
+    if (rec->md5[0] && rec->md5[32])
         return -EINVAL;
     if (rec->bound &&
         (rec->mtime_nsec >= 1000000000 || rec->ctime_nsec >= 1000000000))
         return -EINVAL;
     *p++ = REC_FORMAT;
     *p++ = (unsigned char)((rec->sha1[0] ? REC_HAS_SHA1 : 0) |
-                           (rec->bound ? REC_BOUND : 0));
+                           (rec->bound ? REC_BOUND : 0) |
+                           (rec->sha256[0] ? REC_SHA256 : 0) |
+                           (rec->md5[0] ? REC_MD5 : 0));
     if (rec->sha1[0]) {
         for (i = 0; i < 20; i++)
             *p++ = (unsigned char)(hexval(rec->sha1[2 * i]) << 4 |
@@ -1207,6 +1250,18 @@ int sidecar_set_record(sidecar *sc, const sidecar_record *rec)
         p += put_varint(p, rec->mtime_nsec);
         p += put_varint(p, zigzag(rec->ctime));
         p += put_varint(p, rec->ctime_nsec);
+    }
+    if (rec->sha256[0]) {
+        for (i = 0; i < 32; i++)
+            *p++ = (unsigned char)(hexval(rec->sha256[2 * i]) << 4 |
+                                   hexval(rec->sha256[2 * i + 1]));
+        p += put_varint(p, rec->sha256_version);
+    }
+    if (rec->md5[0]) {
+        for (i = 0; i < 16; i++)
+            *p++ = (unsigned char)(hexval(rec->md5[2 * i]) << 4 |
+                                   hexval(rec->md5[2 * i + 1]));
+        p += put_varint(p, rec->md5_version);
     }
     return do_set(sc, KEY_REC, sizeof KEY_REC - 1, buf, (size_t)(p - buf));
 }
@@ -1251,6 +1306,18 @@ int sidecar_hash_current(const sidecar_record *rec, const struct stat *st)
            record_is(rec, st);
 }
 
+int sidecar_sha256_current(const sidecar_record *rec, const struct stat *st)
+{
+    return rec->sha256[0] && rec->sha256_version == rec->version &&
+           record_is(rec, st);
+}
+
+int sidecar_md5_current(const sidecar_record *rec, const struct stat *st)
+{
+    return rec->md5[0] && rec->md5_version == rec->version &&
+           record_is(rec, st);
+}
+
 /* The data at DIR/NAME ("" = DIR itself), lstat()ed into ST. */
 static int lstat_data(const char *dir, const char *name, struct stat *st)
 {
@@ -1270,12 +1337,20 @@ static int lstat_data(const char *dir, const char *name, struct stat *st)
 int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
                        uint64_t version, const struct stat *st)
 {
+    return sidecar_store_digests(dir, name, sha1, NULL, NULL, version, st);
+}
+
+int sidecar_store_digests(const char *dir, const char *name, const char *sha1,
+                          const char *sha256, const char *md5,
+                          uint64_t version, const struct stat *st)
+{
     sidecar_record rec;
     struct stat now;
     sidecar *sc;
     int rc;
 
-    if (!sha1 || !is_hex_sha1(sha1) || !st)
+    if (!sha1 || !is_hex_sha1(sha1) || !st ||
+        (sha256 && strlen(sha256) != 64) || (md5 && strlen(md5) != 32))
         return -EINVAL;
     rc = sidecar_open(dir, name, 1, &sc);
     if (rc)
@@ -1294,6 +1369,25 @@ int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
     if (!rc) {
         memcpy(rec.sha1, sha1, 41);
         rec.sha1_version = version;
+        /* A digest not given here stays only if the record already
+         * described these very bytes; otherwise (fsck rehashing data
+         * changed behind the server's back, same content version) it
+         * names other bytes, and binding the record to ST would make it
+         * read as current: it is dropped. */
+        int same = record_is(&rec, st);
+
+        if (sha256) {
+            memcpy(rec.sha256, sha256, 65);
+            rec.sha256_version = version;
+        }
+        else if (!same)
+            rec.sha256[0] = '\0';
+        if (md5) {
+            memcpy(rec.md5, md5, 33);
+            rec.md5_version = version;
+        }
+        else if (!same)
+            rec.md5[0] = '\0';
         sidecar_record_bind(&rec, &now);
         rc = sidecar_set_record(sc, &rec);
     }

@@ -124,6 +124,15 @@ typedef struct {
     uint32_t mtime_nsec;
     int64_t ctime; /* seconds */
     uint32_t ctime_nsec;
+    /* SHA-256 (MirrorDAVDigest sha1 sha256), bound like the SHA-1 to the
+     * identity above and to content version SHA256_VERSION: its own
+     * version, so that every writer that bumps VERSION or rewrites the
+     * SHA-1 without knowing of it leaves it reading unknown. */
+    char sha256[65];         /* hex, "" if unknown */
+    uint64_t sha256_version; /* content version it was computed from */
+    /* MD5 (MirrorDAVDigest ... md5), bound the same way. */
+    char md5[33];
+    uint64_t md5_version;
 } sidecar_record;
 
 /* Missing fields read as zero / empty. */
@@ -137,6 +146,9 @@ void sidecar_record_bind(sidecar_record *rec, const struct stat *st);
  * SHA-1 is recorded for the current content version, and the identity is
  * bound and equal to ST's.  0 otherwise: the hash is unknown. */
 int sidecar_hash_current(const sidecar_record *rec, const struct stat *st);
+/* The same for REC's SHA-256 and MD5. */
+int sidecar_sha256_current(const sidecar_record *rec, const struct stat *st);
+int sidecar_md5_current(const sidecar_record *rec, const struct stat *st);
 
 /* Records a data-derived value (SHA-1, 40 hex digits) computed from
  * content VERSION, from the bytes of a file whose identity was ST
@@ -145,6 +157,12 @@ int sidecar_hash_current(const sidecar_record *rec, const struct stat *st);
  * data at DIR/NAME no longer has ST's identity: then nothing is written. */
 int sidecar_store_sha1(const char *dir, const char *name, const char *sha1,
                        uint64_t version, const struct stat *st);
+/* The same, with the SHA-256 and the MD5 (hex; NULL: not computed, left
+ * as they are, which for an older version reads unknown) of the same
+ * bytes. */
+int sidecar_store_digests(const char *dir, const char *name, const char *sha1,
+                          const char *sha256, const char *md5,
+                          uint64_t version, const struct stat *st);
 
 /* After an operation that moved the data's ctime but kept its bytes: a
  * rename(2) or link(2) of the data file.  BEFORE and AFTER are lstat()s

@@ -1,5 +1,6 @@
 /* sha1_pipe: the digest equals a one-shot SHA-1 for every stream length
  * and buffer split, with and without the hashing thread. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,33 @@ int main(void)
         is_str(got, want, "%zu bytes, 64 KiB buffers, odd pieces", n);
         is_int(piped(data, n, 262144, 4, 262144, got), 0, "pipe of %zu", n);
         is_str(got, want, "%zu bytes, whole buffers", n);
+    }
+    /* Several digests over the same bytes, each as computed in one shot
+     * (the request thread and the hashing thread both used). */
+    {
+        const EVP_MD *mds[3] = {EVP_sha256(), EVP_md5(), EVP_sha512()};
+        unsigned char md[EVP_MAX_MD_SIZE], one[EVP_MAX_MD_SIZE];
+        unsigned len, onelen, k;
+        size_t n = (1 << 20) + 17, off;
+        sha1_pipe *p;
+
+        ok(sha1_pipe_create_md(&p, 65536, 3, mds, 3) == 0, "create_md");
+        for (off = 0; off + 65536 <= n; off += 65536) {
+            memcpy(sha1_pipe_buffer(p), data + off, 65536);
+            sha1_pipe_submit(p, 65536);
+        }
+        memcpy(sha1_pipe_buffer(p), data + off, n - off);
+        is_int(sha1_pipe_finish(p, n - off, NULL), 0, "finish without hex");
+        for (k = 0; k < 3; k++) {
+            len = sha1_pipe_digest(p, (int)k, md);
+            EVP_Digest(data, n, one, &onelen, mds[k], NULL);
+            ok(len == onelen && memcmp(md, one, len) == 0,
+               "digest %u of 3 matches its one-shot", k);
+        }
+        is_int(sha1_pipe_digest(p, 3, md), 0, "no digest 3");
+        sha1_pipe_destroy(p);
+        ok(sha1_pipe_create_md(&p, 4096, 2, mds, 0) == -EINVAL,
+           "no digests refused");
     }
     /* A pipe dropped half way (a request aborted) must not hang or leak. */
     {

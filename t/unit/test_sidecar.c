@@ -582,7 +582,99 @@ static void test_record(void)
     is_int(sidecar_get_record(sc, &b), 0, "record: get pending");
     is_str(b.sha1, "", "record: sha1 cleared");
     ok(b.mtime == INT64_MIN, "record: mtime min");
+    is_str(b.sha256, "", "record: no sha256 reads empty");
+
+    /* The SHA-256 (flag bit 2) after the identity, with its own version;
+     * a current SHA-1 does not make it current. */
+    memcpy(a.sha1, "0123456789abcdef0123456789abcdef01234567", 41);
+    memcpy(a.sha256,
+           "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff",
+           65);
+    a.sha1_version = a.version = 9;
+    a.sha256_version = 8;
+    a.bound = 1;
+    a.ino = 77;
+    is_int(sidecar_set_record(sc, &a), 0, "record: set with sha256");
+    is_int(sidecar_get_record(sc, &b), 0, "record: get with sha256");
+    is_str(b.sha256,
+           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+           "record: sha256 (lowercased)");
+    ok(b.sha256_version == 8 && b.ino == 77 && b.bound, "record: sha256 "
+                                                        "version, identity");
+    memcpy(a.md5, "0123456789abcdef0123456789ABCDEF", 33);
+    a.md5_version = 9;
+    is_int(sidecar_set_record(sc, &a), 0, "record: set with md5");
+    is_int(sidecar_get_record(sc, &b), 0, "record: get with md5");
+    is_str(b.md5, "0123456789abcdef0123456789abcdef", "record: md5");
+    ok(b.md5_version == 9 && b.sha256_version == 8, "record: md5 version");
+    a.md5[0] = '\0';
+    a.sha256[3] = 'g';
+    is_int(sidecar_set_record(sc, &a), -EINVAL, "record: bad sha256 refused");
     sidecar_close(sc);
+}
+
+/* The SHA-256 and MD5 beside the SHA-1: kept by a store for the bytes the
+ * record already described, dropped by one for other bytes of the same
+ * content version (fsck after a change behind the server's back). */
+static void test_extra_digests(void)
+{
+    char dir[128], f[PATH_MAX];
+    const char *h1 = "1111111111111111111111111111111111111111";
+    const char *h256 =
+        "2222222222222222222222222222222222222222222222222222222222222222";
+    sidecar_record r = {"", 0, 0, 0, 0}, b;
+    struct timespec ts[2];
+    struct stat st, st2;
+    sidecar *sc;
+
+    snprintf(dir, sizeof dir, "%s/xd", root);
+    snprintf(f, sizeof f, "%s/f", dir);
+    mkdir_p(dir);
+    write_file(f, "abc");
+    stat(f, &st);
+    r.version = 3;
+    memcpy(r.sha256, h256, 65);
+    r.sha256_version = 3;
+    memcpy(r.md5, "33333333333333333333333333333333", 33);
+    r.md5_version = 3;
+    sidecar_record_bind(&r, &st);
+    is_int(sidecar_open(dir, "f", 1, &sc), 0, "extra: open");
+    is_int(sidecar_set_record(sc, &r), 0, "extra: set");
+    is_int(sidecar_commit(sc), 0, "extra: commit");
+    sidecar_close(sc);
+
+    is_int(sidecar_store_sha1(dir, "f", h1, 3, &st), 0,
+           "extra: store the SHA-1 of the same bytes");
+    sidecar_open(dir, "f", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    ok(sidecar_hash_current(&b, &st) && sidecar_sha256_current(&b, &st) &&
+           sidecar_md5_current(&b, &st),
+       "extra: same bytes: SHA-256 and MD5 kept, current");
+
+    /* Other bytes, same size, behind the record's back. */
+    write_file(f, "xyz");
+    ts[0].tv_sec = ts[1].tv_sec = 1000000;
+    ts[0].tv_nsec = ts[1].tv_nsec = 0;
+    utimensat(AT_FDCWD, f, ts, 0);
+    stat(f, &st2);
+    is_int(sidecar_store_sha1(dir, "f", h1, 3, &st2), 0,
+           "extra: store the SHA-1 of other bytes, same version");
+    sidecar_open(dir, "f", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    ok(sidecar_hash_current(&b, &st2), "extra: the new SHA-1 current");
+    ok(!sidecar_sha256_current(&b, &st2) && !b.sha256[0] && !b.md5[0] &&
+           !sidecar_md5_current(&b, &st2),
+       "extra: other bytes: SHA-256 and MD5 dropped");
+
+    is_int(sidecar_store_digests(dir, "f", h1, h256, NULL, 3, &st2), 0,
+           "extra: store SHA-1 and SHA-256 together");
+    sidecar_open(dir, "f", 0, &sc);
+    sidecar_get_record(sc, &b);
+    sidecar_close(sc);
+    ok(sidecar_sha256_current(&b, &st2) && !strcmp(b.sha256, h256),
+       "extra: SHA-256 stored with the SHA-1");
 }
 
 static void test_optimistic(void)
@@ -1165,6 +1257,7 @@ int main(void)
     test_size();
     test_record();
     test_optimistic();
+    test_extra_digests();
     test_identity();
     test_orphan();
     test_follow();
