@@ -17,7 +17,8 @@
  *   snapshot_space.c /snapshots/: read-only snapshots, MKCOL/DELETE of
  *                    whole snapshots, the write barrier of live writes
  *   cow.c            breaks a data file's sharing with a snapshot
- *   patch_apply.c    the PATCH-APPLY method and its SHA-1 worker
+ *   patch_apply.c    the PATCH-APPLY method
+ *   patch_commit.c   the commit path of partial updates, the SHA-1 worker
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
