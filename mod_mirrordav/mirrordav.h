@@ -19,6 +19,7 @@
  *   cow.c            breaks a data file's sharing with a snapshot
  *   patch_apply.c    the PATCH-APPLY method
  *   patch_commit.c   the commit path of partial updates, the SHA-1 worker
+ *   partial_update.c SabreDAV's PATCH and PUT with Content-Range
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -147,6 +148,10 @@ void mirrordav_register_body_filter(void);
  * nothing if other data has replaced it at PATH meanwhile. */
 void mirrordav_record_receipt(request_rec *r, const char *path,
                               const struct stat *st, const char *sha1hex);
+/* X-OC-Mtime's value V: 0 when absent, 1 when *TS was set, -1 when
+ * malformed. */
+struct timespec;
+int mirrordav_parse_oc_mtime(const char *v, struct timespec *ts);
 
 /* encoding.c */
 struct gzin;
@@ -205,6 +210,9 @@ int mirrordav_patch_apply_method(void);
  * any path outside the live tree, such as a snapshot's.  The one place
  * that says what is read-only. */
 int mirrordav_read_only(const dav_resource *resource);
+
+/* partial_update.c */
+void mirrordav_register_partial_update(apr_pool_t *p);
 
 /* locks.c */
 extern const dav_hooks_locks mirrordav_hooks_locks;

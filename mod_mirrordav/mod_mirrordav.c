@@ -388,6 +388,7 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_body_filter();
     mirrordav_register_snapshot_hooks(p);
     mirrordav_register_patch_apply(p);
+    mirrordav_register_partial_update(p);
     dav_register_provider(p, "mirrordav", &provider);
 }
 

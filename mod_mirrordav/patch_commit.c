@@ -56,7 +56,18 @@ struct mirrordav_patch {
     char *win, *cmp;       /* O[win_off, +win_fill), and the file's bytes */
     apr_size_t win_fill;
     apr_uint64_t win_off;
+    int have_mtime;
+    struct timespec times[2]; /* for futimens: atime kept, the mtime */
 };
+
+void mirrordav_patch_set_mtime(mirrordav_patch *c,
+                               const struct timespec *mtime)
+{
+    c->have_mtime = 1;
+    c->times[0].tv_sec = 0;
+    c->times[0].tv_nsec = UTIME_OMIT;
+    c->times[1] = *mtime;
+}
 
 static dav_error *write_at(mirrordav_patch *c, const char *b, apr_size_t n,
                            apr_uint64_t off)
@@ -358,6 +369,9 @@ dav_error *mirrordav_patch_commit(mirrordav_patch *c, apr_uint64_t result,
         if (truncate && ftruncate(nf->fd, (off_t)(c->s + c->got)) != 0)
             return mirrordav_errno_error(r->pool, APR_FROM_OS_ERROR(errno),
                                          "Could not truncate the file");
+        if (c->have_mtime && futimens(nf->fd, c->times) != 0)
+            return mirrordav_errno_error(r->pool, APR_FROM_OS_ERROR(errno),
+                                         "Could not set the mtime");
         /* Contents durable before the name points at them; the name
          * durable before the record describes them (as PUT does). */
         if ((rv = publish_sync_fd(nf->fd)) != 0)
@@ -393,6 +407,18 @@ dav_error *mirrordav_patch_commit(mirrordav_patch *c, apr_uint64_t result,
                                          "Could not apply the patch");
         }
         patchlog_retire(conf->state, pl);
+        /* After the apply, which sets the mtime of its own writes, and
+         * synced before the answer.  The journal does not carry it: a
+         * crash between the apply and here leaves the new bytes with the
+         * time of the replay (the data is what must survive). */
+        if (c->have_mtime) {
+            if (futimens(fd, c->times) != 0)
+                return mirrordav_errno_error(r->pool, APR_FROM_OS_ERROR(errno),
+                                             "Could not set the mtime");
+            if ((rv = publish_sync_fd(fd)) != 0)
+                return mirrordav_errno_error(r->pool, APR_FROM_OS_ERROR(-rv),
+                                             "Could not sync the file");
+        }
         if (fstat(fd, &nst) != 0)
             return mirrordav_errno_error(r->pool, APR_FROM_OS_ERROR(errno),
                                          "Could not stat the file");

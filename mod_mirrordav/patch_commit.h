@@ -19,6 +19,8 @@
 #ifndef MIRRORDAV_PATCH_COMMIT_H
 #define MIRRORDAV_PATCH_COMMIT_H
 
+#include <time.h>
+
 #include "mirrordav.h"
 
 typedef struct mirrordav_patch mirrordav_patch;
@@ -38,6 +40,10 @@ dav_error *mirrordav_patch_write(mirrordav_patch *pt, const char *buf,
                                  apr_size_t n);
 /* How many bytes of O were written. */
 apr_uint64_t mirrordav_patch_written(const mirrordav_patch *pt);
+/* The new version gets MTIME (X-OC-Mtime) instead of the time of the
+ * commit. */
+void mirrordav_patch_set_mtime(mirrordav_patch *pt,
+                               const struct timespec *mtime);
 /* Makes the new version visible: F[0,S) + O + F[S+|O|,L), or with
  * TRUNCATE F[0,S) + O; RESULT is its size.  A gap between L and S reads
  * as zeros. */
