@@ -277,7 +277,8 @@ static dav_error *update(request_rec *r, const dav_resource *resource,
     mirrordav_patch *pt;
     apr_uint64_t size, s, result, got;
     struct timespec mtime;
-    body_ctx c;
+    /* In the pool, not on the stack: its cleanup runs after this call. */
+    body_ctx *c = apr_pcalloc(r->pool, sizeof(*c));
     dav_error *err;
     int have_mtime;
 
@@ -287,10 +288,9 @@ static dav_error *update(request_rec *r, const dav_resource *resource,
         return mirrordav_error(r->pool, HTTP_BAD_REQUEST, 0,
                                "X-OC-Mtime must be Unix seconds.");
 
-    memset(&c, 0, sizeof(c));
-    c.r = r;
-    c.len_status = fit;
-    c.want = UNBOUNDED;
+    c->r = r;
+    c->len_status = fit;
+    c->want = UNBOUNDED;
     if (ur->k == RANGE_BOUNDED) {
         if (ur->e < ur->s)
             return range_error(
@@ -300,11 +300,11 @@ static dav_error *update(request_rec *r, const dav_resource *resource,
                              ") is lower than the start offset "
                              "(%" APR_UINT64_T_FMT ").",
                              ur->e, ur->s));
-        c.want = ur->e - ur->s + 1;
+        c->want = ur->e - ur->s + 1;
     }
     /* A plain body's length is known before it is read. */
-    if (!gzip && clen >= 0 && c.want != UNBOUNDED &&
-        (apr_uint64_t)clen != c.want)
+    if (!gzip && clen >= 0 && c->want != UNBOUNDED &&
+        (apr_uint64_t)clen != c->want)
         return range_error(
             r, fit,
             apr_psprintf(r->pool,
@@ -312,7 +312,7 @@ static dav_error *update(request_rec *r, const dav_resource *resource,
                          ") is not that of the range %" APR_UINT64_T_FMT
                          "-%" APR_UINT64_T_FMT " (%" APR_UINT64_T_FMT
                          " bytes).",
-                         clen, ur->s, ur->e, c.want));
+                         clen, ur->s, ur->e, c->want));
 
     /* The volume's write barrier, before the commit path looks at the
      * file's links: a snapshot taken between that look and the commit
@@ -341,26 +341,26 @@ static dav_error *update(request_rec *r, const dav_resource *resource,
     default:
         s = ur->s;
     }
-    if (c.want != UNBOUNDED
-            ? c.want > OFFSET_MAX - s
+    if (c->want != UNBOUNDED
+            ? c->want > OFFSET_MAX - s
             : !gzip && clen >= 0 && (apr_uint64_t)clen > OFFSET_MAX - s)
         return range_error(r, fit,
                            "The range ends beyond the largest "
                            "file size.");
-    c.pt = pt;
+    c->pt = pt;
     if ((err = mirrordav_patch_prepare(pt, s)) != NULL)
         return err;
-    if ((err = read_body(&c, gzip)) != NULL)
+    if ((err = read_body(c, gzip)) != NULL)
         return err;
     got = mirrordav_patch_written(pt);
-    if (c.want != UNBOUNDED && got != c.want)
+    if (c->want != UNBOUNDED && got != c->want)
         return range_error(r, fit,
                            apr_psprintf(r->pool,
                                         "The body has %" APR_UINT64_T_FMT
                                         " bytes; the range %" APR_UINT64_T_FMT
                                         "-%" APR_UINT64_T_FMT
                                         " needs %" APR_UINT64_T_FMT ".",
-                                        got, s, s + c.want - 1, c.want));
+                                        got, s, s + c->want - 1, c->want));
     result = s + got > size ? s + got : size;
     if (have_mtime)
         mirrordav_patch_set_mtime(pt, &mtime);
