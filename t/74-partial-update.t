@@ -13,7 +13,8 @@
 #    refusal the file and its sidecar record byte-identical;
 #  - OPTIONS: sabredav-partialupdate in DAV, PATCH in Allow;
 #  - a snapshot taken before a partial update keeps the old bytes;
-#  - X-OC-Mtime is honoured as PUT honours it.
+#  - X-OC-Mtime is honoured as PUT honours it;
+#  - a gzip body past MirrorDAVMaxDecodedSize: 413, nothing changed.
 #
 #   MIRRORDAV_SEED=N              replays one run (the seed is printed)
 #   MIRRORDAV_PARTIAL_CASES=N     random writes (default 300)
@@ -373,6 +374,25 @@ my %cur;
     ($code, $body) = cput('/snapshots/before/snap.bin', 'bytes 0-3/*', 'abcd');
     is($code, 403, 'Content-Range PUT under /snapshots/: 403');
     is(sha1_file($s->volume . '/snapshots/before/snap.bin'), sha1_hex($old), 'refused writes left the snapshot as it was');
+}
+
+# ------------------------------------------ gzip past the decoded limit
+{
+    my $s2 = MirrorDAV::Test->start_server(fsync => 'Off',
+        conf_extra => "<Location /dav>\n  MirrorDAVMaxDecodedSize 10000\n</Location>");
+    my $orig = bytes_of(5000);
+    $s2->put('/dav/g.bin', $orig)->{status} =~ /^20/ or die;
+    my $big = "\0" x 20000;
+    my $z;
+    gzip(\$big => \$z) or die $GzipError;
+    for my $req (['PATCH', { 'Content-Type' => $TYPE, 'X-Update-Range' => 'bytes=0-' }],
+                 ['PUT', { 'Content-Range' => 'bytes 0-19999/*' }]) {
+        my ($m, $h) = @$req;
+        my $r = $s2->request($m, '/dav/g.bin', { %$h, 'Content-Encoding' => 'gzip' }, $z);
+        is($r->{status}, 413, "$m gzip past MirrorDAVMaxDecodedSize: 413");
+        like($r->{content}, qr/MaxDecodedSize/, "$m gzip past MirrorDAVMaxDecodedSize: the cause");
+        is(sha1_file($s2->live . '/g.bin'), sha1_hex($orig), "$m gzip past MirrorDAVMaxDecodedSize: the file is unchanged");
+    }
 }
 
 # ------------------------------------- the SHA-1, computed in background
