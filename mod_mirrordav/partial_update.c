@@ -60,9 +60,11 @@ static int parse_u64(const char **p, apr_uint64_t *v)
         return -1;
     *v = 0;
     for (; apr_isdigit(*q); q++) {
-        if (*v > (OFFSET_MAX - 9) / 10)
-            return -1;
-        *v = *v * 10 + (apr_uint64_t)(*q - '0');
+        apr_uint64_t d = (apr_uint64_t)(*q - '0');
+
+        if (*v > (OFFSET_MAX - d) / 10)
+            return -1; /* beyond any file offset */
+        *v = *v * 10 + d;
     }
     *p = q;
     return 0;
@@ -143,6 +145,7 @@ typedef struct {
     request_rec *r;
     mirrordav_patch *pt;
     apr_uint64_t want; /* the range's length, or UNBOUNDED */
+    apr_uint64_t room; /* bytes from S to the largest file size */
     int len_status;    /* the status of a body that does not fit it */
     gzin *gz;
     dav_error *err; /* why the sink stopped the decoder */
@@ -164,8 +167,10 @@ static dav_error *take(body_ctx *c, const char *buf, apr_size_t len)
 
     if (c->want != UNBOUNDED && len > c->want - got)
         return too_long(c);
-    if (c->want == UNBOUNDED && len > OFFSET_MAX - got)
-        return too_long(c);
+    if (c->want == UNBOUNDED && len > c->room - got)
+        return mirrordav_error(c->r->pool, c->len_status, 0,
+                               "The range ends beyond the largest file "
+                               "size.");
     return mirrordav_patch_write(c->pt, buf, len);
 }
 
@@ -348,6 +353,7 @@ static dav_error *update(request_rec *r, const dav_resource *resource,
                            "The range ends beyond the largest "
                            "file size.");
     c->pt = pt;
+    c->room = OFFSET_MAX - s;
     if ((err = mirrordav_patch_prepare(pt, s)) != NULL)
         return err;
     if ((err = read_body(c, gzip)) != NULL)

@@ -5,8 +5,8 @@
 #    with a gap of zeros, bytes=S-, bytes=-N, append, Content-Range PUT;
 #    plain and gzip bodies), each applied to a local copy and to the
 #    server: byte-identical after each step, the content version bumped by
-#    one, the size recorded, and the SHA-1 property in the end the local
-#    copy's;
+#    one, the size recorded, the SHA-1 property pending or right (never
+#    another value), and in the end the local copy's;
 #  - the same from a raw-socket client sending each request in pieces
 #    (chunked bodies for PUT), several on a keep-alive connection;
 #  - every status of both dialects with its cause in the body, and on
@@ -175,6 +175,11 @@ my %cur;
                  . length($got) . ' bytes, want ' . length($cur{$f}) . ')');
             last;
         }
+        if ($p->{sha1} ne 'pending' && $p->{sha1} ne sha1_hex($cur{$f})) {
+            $bad++;
+            diag("case $case, r$f ($what): the SHA-1 property is '$p->{sha1}', neither pending nor the file's");
+            last;
+        }
         if (($p->{version} // -1) != ($before // 0) + 1 || ($p->{length} // -1) != length $cur{$f}) {
             $bad++;
             diag("case $case, r$f ($what): content version $p->{version} after $before, length $p->{length}");
@@ -272,6 +277,9 @@ my %cur;
     $refused->('PATCH with S-E shorter than the body', [sabre($path, 'bytes=0-1', 'abcd')], 416, qr/not that of the range 0-1 \(2 bytes\)/);
     $refused->('PATCH with E before S', [sabre($path, 'bytes=5-3', 'abcd')], 416, qr/end offset \(3\) is lower than the start offset \(5\)/);
     $refused->('PATCH bytes=-N with N beyond the file', [sabre($path, 'bytes=-101', 'abcd')], 416, qr/starts before the file: it has 100 bytes/);
+    $refused->('PATCH ending beyond the largest file size', [sabre($path, 'bytes=9223372036854775806-', 'abcd')], 416, qr/beyond the largest file size/);
+    $refused->('PATCH gzip ending beyond the largest file size', [sabre($path, 'bytes=9223372036854775806-', 'abcd', gzip => 1)], 416, qr/beyond the largest file size/);
+    $refused->('PATCH with an offset beyond 2^63', [sabre($path, 'bytes=99999999999999999999-', 'abcd')], 400, qr/Malformed X-Update-Range/);
     $refused->('PATCH gzip whose decoded length is not the range', [sabre($path, 'bytes=0-9', 'abcd', gzip => 1)], 416, qr/body has 4 bytes; the range 0-9 needs 10/);
     $refused->('PATCH gzip longer than the range', [sabre($path, 'bytes=0-1', 'abcd', gzip => 1)], 416, qr/longer than the range \(2 bytes\)/);
     $refused->('PATCH with a corrupt gzip body', [sabre($path, 'bytes=0-3', $gz_bad, headers => { 'Content-Encoding' => 'gzip' })], 400, qr/Invalid gzip body/);

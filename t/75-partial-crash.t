@@ -76,6 +76,32 @@ sub next_write {
     return ([@curl, $s->url('/dav/big.bin')], $what, "$tmp/next", sha1_file("$tmp/next"));
 }
 
+# $s->restart, but on another port when the old one was taken meanwhile:
+# while the server is down after a kill, another test on the machine may
+# be given its port, and the harness, finding the port answering, cannot
+# tell that our httpd exited at once ("Address already in use").
+sub relaunch {
+    my ($s) = @_;
+    my $log = "$s->{run}/stdout.log";
+    for my $try (1 .. 5) {
+        my $from = -s $log // 0;
+        $s->restart;
+        sleep 0.3;
+        return if waitpid($s->{pid}, POSIX::WNOHANG()) != $s->{pid};
+        delete $s->{pid};
+        my $out = substr(slurp($log) // '', $from);
+        die "httpd exited at restart:\n$out" unless $out =~ /Address already in use/;
+        my $port = MirrorDAV::Test::free_port();
+        my $conf = slurp($s->{conf});
+        $conf =~ s/^Listen 127\.0\.0\.1:\d+$/Listen 127.0.0.1:$port/m or die 'no Listen line';
+        spew($s->{conf}, $conf);
+        $s->{port} = $port;
+        $s->{url}  = "http://127.0.0.1:$port";
+        note("the port was taken by another process during the restart; now $port");
+    }
+    die 'httpd could not be restarted';
+}
+
 my $s = MirrorDAV::Test->start_server();
 my $live = $s->live;
 my $fs = `stat -f -c %T '${\$s->volume}'`;
@@ -125,7 +151,7 @@ for my $round (1 .. $ROUNDS) {
     sleep rand(1.2 * $span);
     crash_server($s);
     waitpid $pid, 0;
-    $s->restart;
+    relaunch($s);
     my $now = sha1_file("$live/big.bin");
     my $which = $now eq $cur ? 'old' : $now eq $new ? 'new' : 'neither';
     $outcome{$which}++;
@@ -142,7 +168,10 @@ for my $round (1 .. $ROUNDS) {
     is($size, -s "$live/big.bin", "round $round: the sidecar's size is the file's");
     my $h = prop_sha1($s, '/dav/big.bin');
     ok($h eq $cur || $h eq 'pending', "round $round: the SHA-1 property is the file's or pending")
-        or diag("got '$h', file $cur");
+        or diag("got '$h', file $cur ($which); sidecar: "
+                . `'$admin' sidecar dump '$live/big.bin'` . 'stat: '
+                . `stat -c '%i %s %Y %y %z %h' '$live/big.bin'`
+                . 'pending: ' . join(' ', glob($s->volume . '/state/pending/p-*')));
     for my $n (sort keys %snaps) {
         is(sha1_file($s->volume . "/snapshots/$n/big.bin"), $snaps{$n},
            "round $round: snapshot $n keeps the version it was taken of");
@@ -159,7 +188,8 @@ while (time < $deadline) {
     last if $h ne 'pending';
     sleep 0.2;
 }
-is($h, $cur, "the worker recorded the final file's SHA-1");
+is($h, $cur, "the worker recorded the final file's SHA-1")
+    or diag('sidecar: ' . `'$admin' sidecar dump '$live/big.bin'`);
 
 # ------------------------------- the journalled phase, point by point
 # Random kills land in the in-place phase only now and then; here strace
@@ -194,7 +224,7 @@ SKIP: {
                                 '-e', 'trace=pwrite64', '-e', 'inject=pwrite64:signal=KILL:when=3'];
             crash_server($s);
             unlink "$s->{run}/httpd.pid";
-            $s->restart;
+            relaunch($s);
             my $status = qx{@{[join ' ', map { "'$_'" } @$curl]}};
             crash_server($s);
             unlink "$s->{run}/httpd.pid";
@@ -208,10 +238,10 @@ SKIP: {
             $journalled = () = glob($s->volume . '/state/patch-*.rec');
             last if $journalled;
             is(sha1_file("$live/big.bin"), $cur, "$what killed, try $try: before the journal, the old version");
-            $s->restart;
+            relaunch($s);
         }
         ok($journalled, "$what killed at its third in-place write: a journal record is left") or next;
-        $s->restart;
+        relaunch($s);
         is(sha1_file("$live/big.bin"), $new, "$what killed at its third in-place write: recovery completed it");
         copy($next, $local) or die;
         $cur = $new;
