@@ -17,9 +17,11 @@
  *   snapshot_space.c /snapshots/: read-only snapshots, MKCOL/DELETE of
  *                    whole snapshots, the write barrier of live writes
  *   cow.c            breaks a data file's sharing with a snapshot
- *   patch_apply.c    the PATCH-APPLY method and its SHA-1 worker
  *   browser*.c       pages for web browsers, restore (see browser.h)
  *   digest.c         integrity headers, Repr-Digest (digest.h)
+ *   patch_apply.c    the PATCH-APPLY method
+ *   patch_commit.c   the commit path of partial updates, the SHA-1 worker
+ *   partial_update.c SabreDAV's PATCH and PUT with Content-Range
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -158,6 +160,10 @@ void mirrordav_record_receipt_digests(request_rec *r, const char *path,
                                       const char *sha1hex,
                                       const char *sha256hex,
                                       const char *md5hex);
+/* X-OC-Mtime's value V: 0 when absent, 1 when *TS was set, -1 when
+ * malformed. */
+struct timespec;
+int mirrordav_parse_oc_mtime(const char *v, struct timespec *ts);
 
 /* encoding.c */
 struct gzin;
@@ -216,6 +222,9 @@ int mirrordav_patch_apply_method(void);
  * any path outside the live tree, such as a snapshot's.  The one place
  * that says what is read-only. */
 int mirrordav_read_only(const dav_resource *resource);
+
+/* partial_update.c */
+void mirrordav_register_partial_update(apr_pool_t *p);
 
 /* locks.c */
 extern const dav_hooks_locks mirrordav_hooks_locks;

@@ -420,6 +420,7 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_snapshot_hooks(p);
     mirrordav_register_patch_apply(p);
     mirrordav_register_browser_hooks(p);
+    mirrordav_register_partial_update(p);
     dav_register_provider(p, "mirrordav", &provider);
 }
 

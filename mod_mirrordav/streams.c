@@ -295,7 +295,7 @@ dav_error *mirrordav_write_stream(dav_stream *s, const void *buf,
 /* X-OC-Mtime: decimal Unix seconds, optionally with a fraction; nothing
  * else (no sign, exponent, hex, "nan" or spaces).  0 when absent, 1 when
  * set, -1 when malformed. */
-static int parse_oc_mtime(const char *v, struct timespec *ts)
+int mirrordav_parse_oc_mtime(const char *v, struct timespec *ts)
 {
     long long sec = 0;
     long nsec = 0, scale = 100000000;
@@ -481,8 +481,8 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         return err;
     }
 
-    have_mtime =
-        parse_oc_mtime(apr_table_get(r->headers_in, "X-OC-Mtime"), &times[1]);
+    have_mtime = mirrordav_parse_oc_mtime(
+        apr_table_get(r->headers_in, "X-OC-Mtime"), &times[1]);
     if (have_mtime < 0)
         return mirrordav_error(s->p, HTTP_BAD_REQUEST, 0,
                                "X-OC-Mtime must be Unix seconds.");

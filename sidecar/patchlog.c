@@ -415,10 +415,25 @@ int patchlog_recover(const char *state, int repair, patchlog_report_fn report,
     return left;
 }
 
+/* MIRRORDAV_TEST_PENDING_DELAY_US: a test-only pause while an entry is
+ * being made (t/unit/test_patchlog.c widens the window a worker could
+ * look into).  Read once per process. */
+static void test_pause(void)
+{
+    static int us = -1;
+
+    if (us < 0) {
+        const char *e = getenv("MIRRORDAV_TEST_PENDING_DELAY_US");
+        us = e ? atoi(e) : 0;
+    }
+    if (us > 0)
+        usleep((useconds_t)us);
+}
+
 int patchlog_pending_add(const char *state, const char *path)
 {
-    char dir[4096], entry[4400];
-    int fd, rc;
+    char dir[4096], tmp[4400], entry[4400];
+    int fd, rc, named = 0;
 
     snprintf(dir, sizeof(dir), "%s/pending", state);
     if (mkdir(dir, 0755) == 0) {
@@ -427,20 +442,42 @@ int patchlog_pending_add(const char *state, const char *path)
     }
     else if (errno != EEXIST)
         return -errno;
-    snprintf(entry, sizeof(entry), "%s/p-XXXXXX", dir);
-    fd = mkostemp(entry, O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    rc = write_all(fd, path, strlen(path));
-    /* Durable before the data changes: a crash after the change always
-     * finds the entry. */
-    if (!rc)
-        rc = publish_sync_fd(fd);
-    close(fd);
+    for (;;) {
+        snprintf(tmp, sizeof(tmp), "%s/t-XXXXXX", dir);
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        rc = write_all(fd, path, strlen(path));
+        /* Whole and durable before it is named p-: a worker listing
+         * pending/ meanwhile never finds it empty, which it would take for
+         * the entry of a writer that crashed before the data changed, and
+         * remove; the entry would then be lost while the data changes. */
+        if (!rc)
+            rc = publish_sync_fd(fd);
+        close(fd);
+        test_pause();
+        snprintf(entry, sizeof(entry), "%s/p-%s", dir, tmp + strlen(dir) + 3);
+        /* Never over another entry (a p- whose t- name was freed). */
+        if (!rc) {
+            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, entry, RENAME_NOREPLACE))
+                rc = -errno;
+            else
+                named = 1;
+        }
+        if (rc == -EEXIST) {
+            rc = 0;
+            unlink(tmp);
+            continue;
+        }
+        break;
+    }
+    /* The name durable before the data changes: a crash after the change
+     * always finds the entry.  A crash before the rename leaves a t-
+     * file, removed at the next start (PATCHLOG_PENDING_MARK). */
     if (!rc)
         rc = sync_dir(dir);
     if (rc)
-        unlink(entry);
+        unlink(named ? entry : tmp);
     return rc;
 }
 
@@ -587,6 +624,15 @@ int patchlog_pending_run(const char *state, int list_only,
         ssize_t n;
         int fd, rc = -ESTALE, tries;
 
+        if (list_only == PATCHLOG_PENDING_MARK &&
+            strncmp(e->d_name, "t-", 2) == 0) {
+            /* An entry being made when the server stopped: its request
+             * had not changed the data yet.  Only at start, when no
+             * request can be making one. */
+            snprintf(entry, sizeof(entry), "%s/%s", dir, e->d_name);
+            unlink(entry);
+            continue;
+        }
         if (strncmp(e->d_name, "p-", 2) != 0)
             continue;
         snprintf(entry, sizeof(entry), "%s/%s", dir, e->d_name);

@@ -17,7 +17,8 @@
  * recovery); after, recovery completes it: the new file.
  *
  * Pending SHA-1s: before the data changes, an entry
- * VOLUME/state/pending/p-XXXXXX holding the target's path is made durable;
+ * VOLUME/state/pending/p-XXXXXX holding the target's path is made durable
+ * (written as t-XXXXXX, then renamed: a p- entry is never seen empty);
  * the hashing worker (the module's, or fsck --repair) removes it once the
  * SHA-1 of the data is stored, or once a newer write (with its own entry)
  * made the hash stale.  So a pending hash is never forgotten, whatever

@@ -372,6 +372,59 @@ SKIP: {
     is($got, "$new256, $new1", 'once the worker has run: the new SHA-256 and SHA-1');
 }
 
+
+# ------------------------------------------------ SabreDAV PATCH, Content-Range PUT
+# The partial-update dialects take the same headers as PATCH-APPLY: the
+# literal body is the range's new bytes, so Content-Digest and
+# Unencoded-Digest cover it (as sent, and decoded), Repr-Digest and
+# OC-Checksum the resulting file.  A header is never ignored.
+{
+    my $old = join('', map { chr(($_ * 11 + 5) % 253) } 1 .. 400_000);
+    my $piece = 'P' x 70_000;
+    my $gzp;
+    gzip(\$piece => \$gzp, Minimal => 1) or die $GzipError;
+    spew("$tmp/piece", $piece);
+    spew("$tmp/piece.gz", $gzp);
+    for my $dialect (['sabredav', 100_000], ['content-range', 100_000], ['sabredav-append', -1]) {
+        my ($kind, $S) = @$dialect;
+        my $new = $old;
+        if ($S < 0) { $new .= $piece } else { substr($new, $S, length $piece) = $piece }
+        my @how = $kind =~ /^sabredav/
+            ? ('PATCH', 'Content-Type: application/x-sabredav-partialupdate',
+               'X-Update-Range: ' . ($S < 0 ? 'append' : "bytes=$S-" . ($S + length($piece) - 1)))
+            : ('PUT', "Content-Range: bytes $S-" . ($S + length($piece) - 1) . '/*');
+        my ($method, @rh) = @how;
+        my @cases = (
+            ['Content-Digest', 'sha-256', 0, sf('sha-256', sha256($piece)), sf('sha-256', sha256($new))],
+            ['Content-Digest', 'sha-512', 1, sf('sha-512', sha512($gzp)), sf('sha-512', sha512($piece))],
+            ['Unencoded-Digest', 'sha-256', 1, sf('sha-256', sha256($piece)), sf('sha-256', sha256($gzp))],
+            ['Repr-Digest', 'sha-256', 0, sf('sha-256', sha256($new)), sf('sha-256', sha256($piece))],
+            ['OC-Checksum', 'SHA1', 1, 'SHA1:' . sha1_hex($new), 'SHA1:' . sha1_hex($old)],
+        );
+        for my $c (@cases) {
+            my ($h, $alg, $gz, $good, $bad) = @$c;
+            my $r = $s->put('/dav/part', $old);
+            die "PUT: $r->{status}" unless $r->{status} =~ /^20[14]$/;
+            my $before = state_of('part');
+            my @body = $gz ? ("$tmp/piece.gz", 'Content-Encoding: gzip') : ("$tmp/piece");
+            my ($code, $reply) = curl($method, '/dav/part', $body[0], @rh, @body[1 .. $#body], "$h: $bad");
+            is($code, 400, "$kind (gzip $gz), $h $alg wrong: 400");
+            like($reply, qr/\Q$h\E mismatch: \Q$alg\E expected/, '... naming header and algorithm');
+            is(state_of('part'), $before, '... old file and sidecar byte-identical');
+            is(temp_files(), 0, '... no temp file');
+            ($code, $reply) = curl($method, '/dav/part', $body[0], @rh, @body[1 .. $#body], "$h: $good");
+            like($code, qr/^20[04]$/, "$kind (gzip $gz), $h $alg right: 2xx") or diag $reply;
+            is(sha1_file("$live/part"), sha1_hex($new), '... the updated file');
+        }
+        my $r = $s->put('/dav/part', $old);
+        my $before = state_of('part');
+        my ($code, $reply) = curl($method, '/dav/part', "$tmp/piece", @rh, 'Repr-Digest: crc32c=:AAAAAA==:');
+        is($code, 400, "$kind with an unsupported algorithm: 400");
+        like($reply, qr/crc32c/, '... naming it');
+        is(state_of('part'), $before, '... nothing changed');
+    }
+}
+
 # ---------------------------------------------------------------- reading
 
 sub propfind_checksums {
