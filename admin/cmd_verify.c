@@ -9,9 +9,10 @@
  * PATH relative to the snapshot, fields %-escaped as in manifests) or JSON;
  * the repaired manifest NAME.verified written into the live tree beside
  * the client's; each file's result in its sidecar; one JSON line per
- * discrepancy appended to VOLUME/state/verify.log; and the outcome in the
- * snapshot's record.  --pending verifies every snapshot that has no result
- * yet, oldest first.
+ * discrepancy appended to VOLUME/state/verify.log; the snapshot's report
+ * (VOLUME/state/verify/NAME/report: the text lines of this run, for the
+ * browser's report page); and the outcome in the snapshot's record.  --pending
+ * verifies every snapshot that has no result yet, oldest first.
  *
  * Exit status: 0 everything matches, 1 discrepancies, 2 usage or I/O
  * error, 3 a manifest is corrupt.
@@ -34,6 +35,7 @@
 #include "admin/entry.h"
 #include "manifest/manifest.h"
 #include "manifest/verify.h"
+#include "sidecar/publish.h"
 #include "snapshot/record.h"
 
 typedef struct {
@@ -45,6 +47,7 @@ typedef struct {
     const char *prefix; /* the manifest's tree, relative to the snapshot */
     const char *manifest_rel;
     FILE *log;
+    FILE *report; /* this run's report, published at its end */
     int first_json;
     time_t started;
 } verify_ctx;
@@ -120,6 +123,14 @@ static int on_discrepancy(void *vctx, const verify_discrepancy *d)
         putchar('\t');
         put_escaped(stdout, d->actual);
         putchar('\n');
+    }
+    if (c->report) {
+        put_escaped(c->report, path);
+        fprintf(c->report, "\t%s\t", kind);
+        put_escaped(c->report, d->expected);
+        fputc('\t', c->report);
+        put_escaped(c->report, d->actual);
+        fputc('\n', c->report);
     }
     if (c->log) { /* for later analysis: one JSON object per line */
         fprintf(c->log,
@@ -305,6 +316,64 @@ static uint64_t proc_rchar(void)
     return v;
 }
 
+/* This run's report, written as the discrepancies come in and published
+ * whole at the end (report_close): the browser's report page reads the
+ * last complete run's, never one being written.  A run resumed from a
+ * checkpoint gets the earlier discrepancies replayed by the engine, so its
+ * report is complete too.  Without one (no room, say) the run goes on. */
+static void report_open(verify_ctx *c, publish_file *pf, const char *statedir)
+{
+    int fd = -1, rv;
+
+    c->report = NULL;
+    if ((rv = publish_open(pf, statedir, statedir, ".report-", O_WRONLY,
+                           0644)) != 0 ||
+        (fd = dup(pf->fd)) < 0 || !(c->report = fdopen(fd, "w"))) {
+        fprintf(stderr, "mirrordav verify: %s: no report: %s\n", statedir,
+                strerror(rv ? -rv : errno));
+        if (!rv && fd >= 0)
+            close(fd);
+        publish_discard(pf);
+    }
+}
+
+/* Publishes the report as STATEDIR/report (NULL: drops it).  Its data is
+ * synced before it gets the name, and the folder after, so that a crash
+ * leaves the previous run's report or this one, whole; the caller writes
+ * the snapshot's record only after this.  If it cannot be published, the
+ * previous run's report is removed rather than left to describe this
+ * run. */
+static void report_close(verify_ctx *c, publish_file *pf, const char *statedir)
+{
+    char path[PATH_MAX];
+    int rv = 0;
+
+    if (!c->report) {
+        if (statedir && !PATHF(path, "%s/report", statedir))
+            unlink(path);
+        return;
+    }
+    if (fflush(c->report) != 0)
+        rv = -errno;
+    fclose(c->report);
+    c->report = NULL;
+    if (statedir) {
+        if (PATHF(path, "%s/report", statedir))
+            rv = -ENAMETOOLONG;
+        if (!rv && fsync(pf->fd) != 0)
+            rv = -errno;
+        if (!rv)
+            rv = publish_commit(pf, path, PUBLISH_REPLACE);
+        if (!rv)
+            rv = publish_fsync_dir(statedir);
+        if (rv) {
+            fprintf(stderr, "mirrordav verify: %s: %s\n", path, strerror(-rv));
+            unlink(path);
+        }
+    }
+    publish_discard(pf);
+}
+
 /* Verifies one snapshot; returns the exit status for it. */
 static int verify_snapshot(verify_ctx *c)
 {
@@ -315,6 +384,7 @@ static int verify_snapshot(verify_ctx *c)
     int status = 0, lock, rv, k;
     uint64_t rchar0;
     size_t i, resumed = 0;
+    publish_file report = PUBLISH_FILE_INIT;
 
     memset(&total, 0, sizeof(total));
     c->started = time(NULL);
@@ -339,6 +409,7 @@ static int verify_snapshot(verify_ctx *c)
             close(lock);
         return 2;
     }
+    report_open(c, &report, statedir);
     if (c->manifest) {
         struct stat st;
         char p[PATH_MAX];
@@ -346,6 +417,7 @@ static int verify_snapshot(verify_ctx *c)
             !S_ISREG(st.st_mode)) {
             fprintf(stderr, "mirrordav verify: no manifest %s in %s\n",
                     c->manifest, c->snapshot);
+            report_close(c, &report, NULL);
             close(lock);
             return 2;
         }
@@ -354,6 +426,7 @@ static int verify_snapshot(verify_ctx *c)
     }
     else if ((rv = manifest_walk(snapdir, collect, NULL, &l)) != 0) {
         fprintf(stderr, "mirrordav verify: %s: %s\n", snapdir, strerror(-rv));
+        report_close(c, &report, NULL);
         close(lock);
         return 2;
     }
@@ -482,6 +555,11 @@ static int verify_snapshot(verify_ctx *c)
     }
     fflush(stdout);
 
+    /* The report before the record that says there is one to read. */
+    if (l.n)
+        report_close(c, &report, statedir);
+    else
+        report_close(c, &report, NULL);
     /* The outcome in the snapshot's record, where listings show it. */
     {
         char t[32], n[32], f[32], b[32];

@@ -18,6 +18,7 @@
  *                    whole snapshots, the write barrier of live writes
  *   cow.c            breaks a data file's sharing with a snapshot
  *   patch_apply.c    the PATCH-APPLY method and its SHA-1 worker
+ *   browser*.c       pages for web browsers, restore (see browser.h)
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -249,5 +250,21 @@ int mirrordav_hash_servable(const dav_resource *resource, const void *rec,
  * reach the snapshot.  *ST: lstat of PATH, refreshed.  0 or an errno. */
 int mirrordav_cow_break(apr_pool_t *p, const mirrordav_conf *conf,
                         const char *path, struct stat *st);
+
+/* browser.c (the pages: browser.h) */
+/* Notes a <Location>'s configuration, so that pages can link between a
+ * volume's live tree and its snapshots. */
+void mirrordav_browser_note_conf(apr_pool_t *p, const mirrordav_conf *conf);
+/* 1 if GET of RESOURCE is answered with a page (a collection, FILE?versions)
+ * rather than a file's bytes; then deliver hands it to
+ * mirrordav_browser_deliver.  set_headers sets a page's headers and
+ * returns 1, or 0 for the headers of the bare listing. */
+int mirrordav_browser_page(const dav_resource *resource);
+int mirrordav_browser_set_headers(request_rec *r,
+                                  const dav_resource *resource);
+dav_error *mirrordav_browser_deliver(const dav_resource *resource,
+                                     ap_filter_t *output);
+/* browser_restore.c: the restore form's POST handler. */
+void mirrordav_register_browser_hooks(apr_pool_t *p);
 
 #endif

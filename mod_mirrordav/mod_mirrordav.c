@@ -36,6 +36,8 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->snapshots = -1;
     conf->snap_timeout_ms = -1;
     conf->barrier = -1;
+    if (dir)
+        mirrordav_browser_note_conf(p, conf);
     return conf;
 }
 
@@ -388,6 +390,7 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_body_filter();
     mirrordav_register_snapshot_hooks(p);
     mirrordav_register_patch_apply(p);
+    mirrordav_register_browser_hooks(p);
     dav_register_provider(p, "mirrordav", &provider);
 }
 

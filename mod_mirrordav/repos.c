@@ -159,6 +159,8 @@ static dav_error *set_headers(request_rec *r, const dav_resource *resource)
 
     if (!resource->exists)
         return NULL;
+    if (mirrordav_browser_set_headers(r, resource))
+        return NULL; /* a page: made per request, no validators */
     ap_update_mtime(r, fi->mtime);
     ap_set_last_modified(r);
     apr_table_setn(r->headers_out, "ETag", mirrordav_etag(resource));
@@ -180,9 +182,6 @@ static dav_error *set_headers(request_rec *r, const dav_resource *resource)
         ap_set_content_type(r, "application/octet-stream");
     return NULL;
 }
-
-dav_error *mirrordav_deliver_listing(const dav_resource *resource,
-                                     ap_filter_t *output);
 
 /* sendfile(2) hands the file's pages to TCP by reference: bytes not yet
  * acknowledged by the peer are read from the page cache when they are
@@ -219,8 +218,8 @@ static dav_error *deliver(const dav_resource *resource, ap_filter_t *output)
     apr_off_t size = resource->info->finfo.size;
     apr_status_t rv;
 
-    if (resource->collection)
-        return mirrordav_deliver_listing(resource, output);
+    if (mirrordav_browser_page(resource))
+        return mirrordav_browser_deliver(resource, output);
 
     rv = apr_file_open(&fd, resource->info->path,
                        APR_FOPEN_READ | APR_FOPEN_BINARY |
