@@ -107,6 +107,7 @@ sub run_browser {
 
 # Screenshots: in the server's run directory (kept when a test fails) and
 # a copy under build/artifacts/81/ for a human to look at.
+remove_tree("$build/artifacts/81");    # this run's screenshots only
 sub keep_artifacts {
     my ($from) = @_;
     my $to = "$build/artifacts/81";

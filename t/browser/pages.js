@@ -141,6 +141,31 @@ async function commonPageChecks(page, resp, label) {
   });
 }
 
+// In the page: tables whose shown header cells do not sit over the shown
+// cells of the first row (a column hidden in one and not the other).
+function misaligned() {
+  const shown = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+  const out = [];
+  for (const t of document.querySelectorAll('table')) {
+    const ths = [...t.querySelectorAll('thead th')].filter(shown);
+    const row = t.querySelector('tbody tr');
+    if (!ths.length || !row) continue;
+    const tds = [...row.children].filter(shown);
+    if ([...ths, ...tds].some((c) => c.colSpan > 1)) continue;
+    const cls = (c) => `${c.tagName.toLowerCase()}.${c.className}`;
+    if (ths.length !== tds.length) {
+      out.push(`table.${t.className}: headers ${ths.map(cls)} over cells ${tds.map(cls)}`);
+      continue;
+    }
+    ths.forEach((th, i) => {
+      const a = th.getBoundingClientRect(), b = tds[i].getBoundingClientRect();
+      if (Math.abs(a.left - b.left) > 1 || Math.abs(a.width - b.width) > 1)
+        out.push(`table.${t.className}: ${cls(th)} at ${a.left}+${a.width}, ${cls(tds[i])} at ${b.left}+${b.width}`);
+    });
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- main
 async function mainMode(browser) {
   const ctx = await browser.newContext({ acceptDownloads: true });
@@ -514,6 +539,9 @@ async function mainMode(browser) {
       eq(m.inner, 390, 'layout viewport width (viewport meta)');
       assert(m.scroll <= 390 && m.body <= 390, `page wider than the screen: ${JSON.stringify(m)}`);
       assert(await pp.locator('table').first().isVisible(), 'table not visible');
+    });
+    await check(`phone 390x844: ${url}: every shown header sits over its column`, async () => {
+      eq(await pp.evaluate(misaligned), [], 'misaligned columns');
     });
     await screenshot(pp, `phone-${name}`);
   }
