@@ -28,6 +28,7 @@
 #include <openssl/rand.h>
 
 #include "apr_strings.h"
+#include "apr_uri.h"
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
@@ -199,6 +200,18 @@ int browser_may_write(request_rec *r, const char *uri)
     }
     ap_destroy_sub_req(rr);
     return ok;
+}
+
+int mirrordav_may_write_destination(request_rec *r)
+{
+    const char *dest = apr_table_get(r->headers_in, "Destination");
+    apr_uri_t uri;
+
+    /* A malformed one is mod_dav's to refuse. */
+    if (!dest || apr_uri_parse(r->pool, dest, &uri) != APR_SUCCESS ||
+        !uri.path)
+        return 1;
+    return browser_may_write(r, uri.path);
 }
 
 /* ------------------------------------------------------------ the POST */
@@ -377,7 +390,7 @@ static int restore_handler(request_rec *r)
         return refuse(r, HTTP_FORBIDDEN,
                       "Forbidden restore: the form's token is missing, "
                       "expired, or not for this user and file.");
-    if (!browser_may_write(r, r->uri))
+    if (!browser_may_write(r, browser_url(r->pool, r->uri)))
         return refuse(r, HTTP_FORBIDDEN,
                       "Forbidden restore: you may not write this file.");
     if (!snapshot || !snapshot_name_valid(snapshot))
@@ -398,7 +411,7 @@ static int restore_handler(request_rec *r)
 
     src = apr_pstrcat(r->pool, snapc->root_uri, "/", snapshot, "/",
                       browser_url(r->pool, relpath), NULL);
-    status = copy_subrequest(r, src, r->uri);
+    status = copy_subrequest(r, src, browser_url(r->pool, r->uri));
     if (status != HTTP_CREATED && status != HTTP_NO_CONTENT) {
         ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                       "restore of %s from %s: the COPY got %d", relpath,

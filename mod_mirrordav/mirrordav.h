@@ -266,5 +266,8 @@ dav_error *mirrordav_browser_deliver(const dav_resource *resource,
                                      ap_filter_t *output);
 /* browser_restore.c: the restore form's POST handler. */
 void mirrordav_register_browser_hooks(apr_pool_t *p);
+/* 1 if R's user may write where R's Destination header leads, as a PUT
+ * there would be allowed (or if there is no usable Destination). */
+int mirrordav_may_write_destination(request_rec *r);
 
 #endif

@@ -336,7 +336,13 @@ static int in_snapshots(request_rec *r, const mirrordav_conf *conf)
         if (dsnap)
             return read_only(r, "a snapshot cannot be the destination of "
                                 "a COPY.");
-        /* A restore into the live tree: a live write. */
+        /* A restore into the live tree: a live write, for a user who
+         * may write there (this request passed the snapshots location's
+         * authorisation, which lets every reader COPY). */
+        if (!mirrordav_may_write_destination(r))
+            return refuse(r, HTTP_FORBIDDEN,
+                          "Forbidden COPY: you may not write its "
+                          "destination in the live tree.");
         return enter_barrier_or_refuse(r, dvol);
     case M_MOVE:
         return read_only(r, "nothing can be moved out of a snapshot; "

@@ -1,6 +1,10 @@
 #!/usr/bin/env perl
 # conf/production.conf.example, run for real: TLS only, Basic
-# authentication, and MKCOL/DELETE under /snapshots for the admin group.
+# authentication, MKCOL/DELETE under /snapshots for the admin group, and
+# writes to the live tree (the browser's restore included) for the writers
+# group: a read-only user sees the versions page without a restore form,
+# and neither a forged restore POST nor a COPY out of a snapshot changes
+# anything for them.
 use strict;
 use warnings;
 use FindBin;
@@ -16,7 +20,8 @@ system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
      . "-keyout $dir/key.pem -out $dir/cert.pem >/dev/null 2>&1") == 0 or die 'openssl';
 system("htpasswd -cbB $dir/passwd alice alice-secret >/dev/null 2>&1") == 0 or die 'htpasswd';
 system("htpasswd -bB $dir/passwd bob bob-secret >/dev/null 2>&1") == 0 or die 'htpasswd';
-spew("$dir/groups", "admin: alice\n");
+system("htpasswd -bB $dir/passwd carol carol-secret >/dev/null 2>&1") == 0 or die 'htpasswd';
+spew("$dir/groups", "admin: alice\nwriters: alice bob\n");
 chmod 0644, "$dir/key.pem", "$dir/passwd", "$dir/groups";
 
 my $port = MirrorDAV::Test::free_port();
@@ -62,5 +67,43 @@ is $code, 401, 'nor DELETE there';
 isnt $code, 401, "alice (admin) passes authorisation for MKCOL ($code)";
 ($code) = curl("-u bob:bob-secret $url/snapshots/");
 isnt $code, 401, "bob may browse /snapshots/ ($code)";
+
+# The live tree: carol reads, only writers write.
+($code) = curl("-u carol:carol-secret $url/dav/f.txt");
+is $code, 200, 'carol (not a writer) GETs f.txt';
+spew("$dir/g.txt", "carol's\n");
+($code) = curl("-u carol:carol-secret -T $dir/g.txt $url/dav/g.txt");
+is $code, 403, 'carol may not PUT: 403';
+ok(!-e "$dir/volume/live/g.txt", '... nothing was written');
+spew("$dir/f2.txt", "changed by bob\n");
+($code) = curl("-u bob:bob-secret -T $dir/f2.txt $url/dav/f.txt");
+is $code, 204, 'bob (a writer) changes f.txt after the snapshot';
+
+# The versions page and restore.
+my $html = "-H 'Accept: text/html'";
+(my $c2, my $page) = curl("-u carol:carol-secret $html '$url/dav/f.txt?versions'");
+is $c2, 200, 'carol sees the versions page';
+like $page, qr{<tr class="version" data-snapshot="nightly">}, '... with the snapshot\'s version';
+unlike $page, qr{<form|Restore</button>}, '... and no restore form, no button';
+($c2, $page) = curl("-u bob:bob-secret $html '$url/dav/f.txt?versions'");
+like $page, qr{<form class="restore" method="post" action="/dav/f.txt">}, 'bob gets a restore form';
+my ($token) = $page =~ /name="token" value="([0-9a-f]{64})"/;
+ok $token, '... with a token';
+my $form = "-H 'Origin: $url' --data 'action=restore&snapshot=nightly&token=$token'";
+($code, $body) = curl("-u carol:carol-secret $form $url/dav/f.txt");
+is $code, 403, 'carol posting the form with bob\'s token: 403';
+is slurp("$dir/volume/live/f.txt"), "changed by bob\n", '... f.txt unchanged';
+($code) = curl("-u carol:carol-secret -H 'Origin: $url' --data 'action=restore&snapshot=nightly&token=" . ('0' x 64) . "' $url/dav/f.txt");
+is $code, 403, 'carol posting a made-up token: 403';
+($code, $body) = curl("-u carol:carol-secret -X COPY -H 'Destination: $url/dav/f.txt' -H 'Overwrite: T' $url/snapshots/nightly/f.txt");
+is $code, 403, 'carol copying out of the snapshot over f.txt: 403';
+like $body, qr/may not write/, '... the body says why';
+is slurp("$dir/volume/live/f.txt"), "changed by bob\n", '... f.txt unchanged';
+($code, $body) = curl("-u bob:bob-secret $form $url/dav/f.txt");
+is $code, 200, 'bob restores through the form: 200';
+like $body, qr{<p class="restored">Restored f\.txt from snapshot nightly</p>}, '... the page says so';
+is slurp("$dir/volume/live/f.txt"), "over TLS\n", '... f.txt is the snapshot\'s again';
+($code) = curl("-u bob:bob-secret -X COPY -H 'Destination: $url/dav/h.txt' $url/snapshots/nightly/f.txt");
+is $code, 201, 'bob (a writer) may COPY out of the snapshot: 201';
 
 done_testing;
