@@ -113,7 +113,7 @@ sub keep_artifacts {
     my $to = "$build/artifacts/81";
     make_path($to);
     system('cp', '-r', glob("$from/*"), "$to/") if glob("$from/*");
-    diag("screenshots: $from, copied to $to");
+    diag("screenshots: $to (and $from, kept if a test failed)");
 }
 
 # ================================================================ volume
@@ -151,6 +151,9 @@ for my $f (@sortfiles) {
     utime $f->[2], $f->[2], "$vol/live/docs/reports/$f->[0]" or die "utime: $!";
 }
 put('docs/reports/archive/old.txt', "old\n");
+my %dir_mtime = (archive => 1_650_000_000, drafts => 1_450_000_000);
+utime $dir_mtime{$_}, $dir_mtime{$_}, "$vol/live/docs/reports/$_" or die "utime: $!"
+    for keys %dir_mtime;
 # A binary file to download (every byte value, and more).
 my $blob = join '', map { chr(($_ * 7 + int($_ / 256)) % 256) } 0 .. 300_000;
 put('docs/reports/data.bin', $blob);
@@ -238,7 +241,7 @@ run_browser({
     ],
     snapshot_info => \%snap_info,
     browse => { snapshot => 'gamma', levels => ['docs', 'reports'] },
-    sortdir => { dirs => ['archive', 'drafts'],
+    sortdir => { dirs => [map { { name => $_, mtime => $dir_mtime{$_} } } sort keys %dir_mtime],
                  files => [map { { name => $_->[0], bytes => $_->[1], mtime => $_->[2] } }
                            @sortfiles, ['data.bin', length $blob, undef]] },
     download => { name => 'data.bin', sha1 => sha1_hex($blob), bytes => length $blob },
