@@ -256,6 +256,7 @@ run_browser({
         restore => { snapshot => 'beta', sha1 => sha1_hex($v{v1}), bytes => length $v{v1},
                      live_sha1 => sha1_hex($v{v3}) },
     },
+    absent => { path => 'backup/f3.txt', snapshot => 'beta', sha1 => sha1_hex("backup file 3\n") },
     hostile => { dir => 'hostile', snapshot => 'delta', files => \%hostile_content,
                  dirs => \@hostile_dirs },
 });
@@ -273,6 +274,14 @@ is($got, $v{v1}, 'after the restore: GET of the live file gives v1');
         or diag($r->{content});
 }
 is(slurp("$vol/snapshots/beta/notes/plan.txt"), $v{v1}, 'the snapshot is unchanged');
+is(slurp("$vol/live/backup/f3.txt"), "backup file 3\n", 'the deleted file is back in the live tree');
+{
+    my $r = $srv->propfind('/dav/backup/f3.txt', 0,
+        '<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:M="http://mirrordav.org/ns">'
+      . '<D:prop><M:sha1/></D:prop></D:propfind>');
+    my ($sha1) = $r->{content} =~ m{<(?:\w+:)?sha1[^>]*>([0-9a-f]{40})<};
+    is($sha1, sha1_hex("backup file 3\n"), '... with its SHA-1 recorded') or diag($r->{content});
+}
 keep_artifacts($art);
 
 # ================================================================ production

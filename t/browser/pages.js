@@ -521,6 +521,31 @@ async function mainMode(browser) {
     eq(sha1(body), r.sha1, 'SHA-1');
   });
 
+  // A file deleted from the live tree, found through a snapshot's folder
+  // and brought back: the commonest restore of all.
+  const a = spec.absent;
+  await page.goto(`${base}/snapshots/${a.snapshot}/${enc(a.path.replace(/[^/]*$/, ''))}`);
+  await clickOrGo(page, `/snapshots/${a.snapshot}/: the versions link of ${a.path}`,
+    page.locator('table.listing tr.file').filter({
+      has: page.getByRole('link', { name: a.path.replace(/.*\//, ''), exact: true }) }).locator('a.versions'),
+    `${base}/snapshots/${a.snapshot}/${enc(a.path)}?versions`);
+  await screenshot(page, 'versions-deleted-file');
+  await check(`versions of ${a.path}, deleted live: "does not exist now", one version`, async () => {
+    eq((await page.locator('section.current p.absent').textContent()).trim(),
+       `/dav/${a.path} does not exist now.`, 'p.absent');
+    eq(await page.$$eval('tr.version', (trs) => trs.map((t) => t.dataset.snapshot)), [a.snapshot], 'versions');
+  });
+  await check(`restore ${a.path} from ${a.snapshot}: the file is back, with its bytes`, async () => {
+    const res = await clickNav(page, page.getByRole('button', { name: 'Restore' }));
+    eq(res.status(), 200, 'status');
+    eq((await page.locator('p.restored').textContent()).trim(), `Restored ${a.path} from snapshot ${a.snapshot}`,
+       'p.restored');
+    await clickNav(page, page.locator('a.restored-file'));
+    eq(where(page, page.url()), `/dav/${enc(a.path)}`, 'the link leads to the live file');
+    const body = await (await ctx.request.get(`${base}/dav/${enc(a.path)}`)).body();
+    eq(sha1(body), a.sha1, 'SHA-1 of the live file');
+  });
+
   // Hostile names, live and in a snapshot.
   for (const dir of [`/dav/${spec.hostile.dir}/`, `/snapshots/${spec.hostile.snapshot}/${spec.hostile.dir}/`]) {
     await hostile(page, dir);
