@@ -172,7 +172,7 @@ static dav_error *set_headers(request_rec *r, const dav_resource *resource)
         /* Stored files are data, never pages of this site: an uploaded
          * .html opened by an admin must not run with the admin's
          * credentials, nor anything be sniffed into HTML.  (The module's
-         * own listing pages above have neither header.) */
+         * own pages have their own policy: browser.c.) */
         apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
         apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
     }

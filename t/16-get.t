@@ -205,10 +205,11 @@ for my $href ($html =~ /href="([^"]*)"/g) {
     $hrefs{$u} = 1;
 }
 for my $n (sort values %names) {
-    ok($hrefs{"/dav/browse/$n"} || $hrefs{$n}, "a link leads to '$n'")
+    ok($hrefs{"/dav/browse/$n"} || $hrefs{$n} || $hrefs{"./$n"}, "a link leads to '$n'")
         or diag(join "\n", sort keys %hrefs);
 }
-ok($hrefs{'/dav/browse/sub dir/'} || $hrefs{'sub dir/'}, 'a link leads to the subfolder');
+ok($hrefs{'/dav/browse/sub dir/'} || $hrefs{'sub dir/'} || $hrefs{'./sub dir/'},
+   'a link leads to the subfolder');
 
 # ------------------------------------------------------------ configuration
 # The configuration draws no complaint: the MPM checks its spare-thread

@@ -193,6 +193,12 @@ snapshot('corrupt');
     my $rounds = $ENV{MIRRORDAV_VERIFY_KILLS} // 6;
     my ($same, $killed, $resumed) = (0, 0, 0);
     my $body = sub { join "\n", grep { !/^#/ } split /\n/, $_[0] };
+    # The report the browser's page reads (state/verify/NAME/report): the
+    # run's discrepancy lines, published whole at the end.
+    my $report = "$vol/state/verify/bad/report";
+    my $refreport = slurp($report);
+    is($refreport, $body->($ref) . "\n", "the snapshot's report holds the run's discrepancy lines");
+    my ($whole, $after) = (0, 0);
     for my $round (1 .. $rounds) {
         remove_tree("$vol/state/verify/bad");
         my $pid = fork // die;
@@ -206,8 +212,11 @@ snapshot('corrupt');
         sleep(0.2 + rand(1.6));
         $killed++ if kill 'KILL', $pid;
         waitpid $pid, 0;
+        my $left = slurp($report);
+        $whole++ if !defined $left || $left eq $refreport;
         my @ck = glob("$vol/state/verify/bad/*/checkpoint");
         my ($o, $r) = verify('bad', '--resume');
+        $after++ if defined $refreport && (slurp($report) // '') eq $refreport;
         $resumed++ if $o =~ /\(resumed from a checkpoint\)$/m;
         note("round $round: checkpoint "
              . (@ck ? 'found' : 'absent') . ($o =~ /resumed/ ? ', resumed' : ''));
@@ -216,6 +225,8 @@ snapshot('corrupt');
     }
     is($same, $rounds, "after kill -9 ($killed killed mid-run) and --resume, " .
        "the report and NAME.verified equal the uninterrupted run's");
+    is($whole, $rounds, 'after each kill -9 the report is absent or whole, never partial');
+    is($after, $rounds, 'after each resumed run the report equals the uninterrupted run\'s');
     cmp_ok($resumed, '>=', ($rounds + 1) >> 1,
            "$resumed of $rounds runs continued from a checkpoint (at least half)");
 }

@@ -409,6 +409,47 @@ for my $c (@refusals) {
     is($r->{status}, 403, 'a restore of it with the token of v.txt: 403');
     is($srv->get('/dav/late.txt')->{content}, "late\n", '... it is unchanged');
 }
+# A file deleted from the live tree: its versions page, reached from a
+# snapshot, says so and still offers the restore, which brings it back.
+{
+    is($srv->delete('/dav/m/f1')->{status}, 204, 'DELETE m/f1');
+    my $r = page('/snapshots/clean/m/f1?versions');
+    like($r->{content}, qr{<p class="absent">/dav/m/f1 does not exist now\.</p>}, 'its versions page says it does not exist now');
+    my ($tk) = $r->{content} =~ /name="token" value="([0-9a-f]{64})"/;
+    ok($tk, '... and offers restore');
+    $r = $srv->request('POST', '/dav/m/f1', { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin },
+                       "action=restore&snapshot=clean&token=$tk");
+    is($r->{status}, 200, 'restore of the deleted file: 200');
+    is($srv->get('/dav/m/f1')->{content}, "file 1\n", '... it is back');
+}
+
+# Hostile names on the versions page, and restored through the form (the
+# COPY's source and Destination escaped).
+for my $n (@hostile) {
+    my $u = '/dav/' . esc($n);
+    is($srv->put($u, "changed $n")->{status}, 204, "PUT over $n");
+    my $r = page("$u?versions");
+    is($r->{status}, 200, "versions page of $n: 200");
+    unlike($r->{content}, qr{<img|<script}i, '... no raw tag from the name');
+    my $t = tree_of($r->{content});
+    is($t->look_down(_tag => 'h1')->as_text, do { my $x = "/dav/$n"; utf8::decode($x) unless $r->{content} =~ /\Q$n\E/; $x },
+       '... the <h1> shows the name as text');
+    my ($form) = grep { $_->look_down(_tag => 'input', name => 'snapshot', value => 'clean') }
+                 $t->look_down(_tag => 'form', class => 'restore');
+    ok($form, '... a restore form for snapshot clean') or next;
+    my $action = $form->attr('action');
+    (my $dec = $action) =~ s/%([0-9A-F]{2})/chr hex $1/ge;
+    is($dec, "/dav/$n", '... its action is the live URL, percent-encoded');
+    my ($dl) = grep { ($_->attr('href') // '') =~ m{^/snapshots/clean/} } $t->look_down(_tag => 'a', class => 'download');
+    is($srv->get($dl->attr('href'))->{content}, "hostile $n", '... the download link gives the snapshot\'s bytes');
+    my %in = map { ($_->attr('name') => $_->attr('value')) } $form->look_down(_tag => 'input');
+    $t->delete;
+    my $body = join '&', map { "$_=" . esc($in{$_}) } sort keys %in;
+    $r = $srv->request('POST', $action, { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin }, $body);
+    is($r->{status}, 200, "... restore of $n: 200") or diag($r->{content});
+    is($srv->get($u)->{content}, "hostile $n", '... the old bytes are back');
+}
+
 unlike($srv->error_log, qr/AddressSanitizer|segfault|exit signal/i, 'no crash in the error log');
 
 done_testing;
