@@ -36,6 +36,8 @@ plan skip_all => 'no /usr/bin/chromium (script/bootstrap installs it)'
 plan skip_all => 'no playwright-core in t/browser/node_modules (script/bootstrap)'
     unless -d "$node_dir/node_modules/playwright-core";
 
+# Test names carry the hostile names, some not ASCII.
+binmode(Test::More->builder->$_, ':encoding(UTF-8)') for qw(output failure_output todo_output);
 my $tmp = File::Temp::tempdir('browser-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $tmp;
 my $json = JSON::PP->new->canonical->utf8;
