@@ -478,6 +478,20 @@ async function mainMode(browser) {
     eq(await liveSha1(), r.live_sha1, 'live file SHA-1');
   });
 
+  // The control for the refusals above: the same request with the valid
+  // token and the page's own Origin restores (here the other version).
+  let current = r.live_sha1;
+  const ctl = v.groups.find((gr) => !gr.members.includes(r.snapshot));
+  await check(`restore POST with the valid token and the page's Origin (${ctl.members[0]}): 200, restored`, async () => {
+    assert(token, 'no token on the versions page');
+    const res = await ctx.request.post(base + liveUrl, {
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: origin },
+      data: form({ action: 'restore', snapshot: ctl.members[0], token }), failOnStatusCode: false, maxRedirects: 0 });
+    eq(res.status(), 200, 'status');
+    current = await liveSha1();
+    eq(current, ctl.sha1, 'live file SHA-1');
+  });
+
   // A restore is a COPY: a lock on the live file, whose token the
   // browser does not send, makes it fail (423) and changes nothing.
   await check('click Restore while a WebDAV client holds a lock on the live file: 423, unchanged', async () => {
@@ -496,7 +510,7 @@ async function mainMode(browser) {
         page.locator(`tr.version[data-snapshot="${r.snapshot}"]`).getByRole('button', { name: 'Restore' }));
       eq(res.status(), 423, 'status');
       await screenshot(page, 'restore-locked');
-      eq(await liveSha1(), r.live_sha1, 'live file SHA-1');
+      eq(await liveSha1(), current, 'live file SHA-1');
     } finally {
       g.bad.allow = null;
       const un = await ctx.request.fetch(base + liveUrl, { method: 'UNLOCK', headers: { 'Lock-Token': tok || '' },
