@@ -229,7 +229,8 @@ static const char style[] =
     "td.actions a{margin-right:.6em}code{font-size:.9em;word-break:break-all}"
     "section{margin:1em 0}form.restore{display:inline;margin:0}"
     "p.restored{padding:.6em;background:var(--accent)}"
-    "@media (max-width:40em){td.mtime,th.mtime,td.created{display:none}"
+    "@media (max-width:40em){td.mtime,th.mtime,td.created,th.created{"
+    "display:none}"
     "body{padding:.5em}}";
 
 void browser_begin(apr_bucket_brigade *bb, request_rec *r,

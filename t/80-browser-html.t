@@ -61,6 +61,9 @@ for my $n (sort keys %files) {
     is($r->{status}, 201, "PUT sort/$n");
 }
 is($srv->mkcol("/dav/sort/$_")->{status}, 201, "MKCOL sort/$_") for qw(zdir adir);
+# The folders' times tie (MKCOL may straddle a second), so that by time
+# they are ordered by name.
+utime 1_600_000_000, 1_600_000_000, "$live/sort/$_" or die for qw(zdir adir);
 
 # ------------------------------------------------------------ negotiation
 my $plain_re = qr{\A<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Index of /dav/sort</title></head><body>\n<h1>Index of /dav/sort</h1>\n<table>\n<tr><th>Name</th><th>Size</th><th>Modified</th></tr>\n<tr><td><a href="/dav/sort/\.\./?};
@@ -105,6 +108,18 @@ for my $accept ($BROWSER, 'text/html', 'text/html, */*;q=0.1',
     my $ls = `rclone lsl :webdav: 2>&1`;
     like($ls, qr/^\s*300 2020-09-13 \S+ b$/m, 'rclone lsl: b with its size and date')
         or diag($ls);
+}
+
+# On a phone, columns are hidden whole: a header is hidden with its cells.
+{
+    my ($rule) = page('/dav/')->{content} =~ /\@media \(max-width:[^)]*\)\{([^{]*)\{display:none\}/;
+    ok($rule, 'a narrow-screen rule hides some columns');
+    my %hidden = map { $_ => 1 } split /,/, $rule // '';
+    for my $sel (sort keys %hidden) {
+        my ($kind, $class) = $sel =~ /^(td|th)\.(\w+)$/ or next;
+        my $other = ($kind eq 'td' ? 'th' : 'td') . ".$class";
+        ok($hidden{$other}, "$sel is hidden with $other");
+    }
 }
 
 # ------------------------------------------------------------ escaping
