@@ -626,6 +626,12 @@ static dav_error *patch_file(request_rec *r, const dav_resource *resource,
                          " bytes; the range needs %" APR_UINT64_T_FMT ".",
                          c->got, c->want));
 
+    /* QUOTA (quota.c): the one point where the size change is checked
+     * against MirrorDAVQuota (507) and charged to the usage counter; it
+     * belongs just before the commit step, wherever that step lives. */
+    if ((err = mirrordav_quota_charge(r, conf, path, &st, result)) != NULL)
+        return err;
+
     /* Queued before the data changes, durably: whatever crashes later,
      * the hash of the new data is computed (patchlog.h). */
     if ((rv = patchlog_pending_add(conf->state, path)) != 0)
