@@ -33,9 +33,11 @@ typedef struct {
 
 static ap_filter_rec_t *count_handle;
 
-/* Sends STATUS with a one-line plain body naming the cause. */
+/* Sends STATUS with a one-line plain body naming the cause, before the
+ * body is read: the connection closes rather than reading it to the end. */
 static int refuse(request_rec *r, int status, const char *msg)
 {
+    r->connection->keepalive = AP_CONN_CLOSE;
     ap_custom_response(r, status, apr_pstrcat(r->pool, msg, "\n", NULL));
     return status;
 }

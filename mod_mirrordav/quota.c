@@ -236,9 +236,13 @@ dav_error *mirrordav_quota_put_open(request_rec *r, const mirrordav_conf *conf,
     expect = gzip ? -1 : header_length(r, "Content-Length");
     if (expect < 0 && !gzip)
         expect = header_length(r, "X-Expected-Entity-Length");
-    if (expect > q->allow)
+    if (expect > q->allow) {
+        /* Refused before the body is read: httpd would read and discard
+         * all of it to keep the connection; closing it skips that. */
+        r->connection->keepalive = AP_CONN_CLOSE;
         return over_limit(r->pool, conf, "This upload", used,
                           (apr_uint64_t)expect - q->old);
+    }
     return NULL;
 }
 
