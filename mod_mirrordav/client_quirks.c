@@ -2,8 +2,8 @@
  * What the mounted-share clients send that plain WebDAV does not cover:
  *
  * - Windows (Office, the mini-redirector) looks for `MS-Author-Via: DAV`
- *   on OPTIONS before it treats a folder as writable WebDAV; it is added
- *   on every OPTIONS of our locations.
+ *   on OPTIONS before it treats a folder as writable WebDAV: mod_dav's
+ *   own OPTIONS handler sends it (t/44 checks that it stays so).
  * - macOS Finder sends PUT bodies chunked, with the length it means to
  *   send in `X-Expected-Entity-Length`.  The body is taken as any chunked
  *   body; the announced length is then held against the bytes that came:
@@ -64,10 +64,6 @@ int mirrordav_quirks_fixups(request_rec *r)
     expected_len *x;
     char *end;
 
-    if (r->method_number == M_OPTIONS) {
-        apr_table_setn(r->headers_out, "MS-Author-Via", "DAV");
-        return DECLINED;
-    }
     if (r->method_number != M_PUT ||
         !(v = apr_table_get(r->headers_in, EXPECTED)))
         return DECLINED;

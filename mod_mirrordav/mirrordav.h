@@ -20,8 +20,7 @@
  *   patch_apply.c    the PATCH-APPLY method and its SHA-1 worker
  *   quota.c          RFC 4331 quota: properties, MirrorDAVQuota, and the
  *                    usage counter's accounting of every write
- *   client_quirks.c  what Windows and Finder send: MS-Author-Via,
- *                    X-Expected-Entity-Length
+ *   client_quirks.c  what Finder sends: X-Expected-Entity-Length
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -294,8 +293,8 @@ void mirrordav_quota_swap_end(mirrordav_quota_swap *q, int swapped);
 int mirrordav_quota_unlink(const mirrordav_conf *conf, const char *path);
 
 /* client_quirks.c */
-/* Fixups: MS-Author-Via on OPTIONS; checks X-Expected-Entity-Length on
- * PUT and starts counting the body.  DECLINED or the status to answer. */
+/* Fixups: checks X-Expected-Entity-Length on PUT and starts counting
+ * the body.  DECLINED or the status to answer. */
 int mirrordav_quirks_fixups(request_rec *r);
 /* PUT, at the end of the body: 400 if X-Expected-Entity-Length announced
  * another length than the body had. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env perl
 # What Windows and Finder send (client_quirks.c):
-#  - `MS-Author-Via: DAV` on OPTIONS of the live and the snapshot location;
+#  - `MS-Author-Via: DAV` on OPTIONS of the live and the snapshot location
+#    (mod_dav sends it; checked so that it stays);
 #  - Finder's PUT: a chunked body with `X-Expected-Entity-Length: N`, sent
 #    by a raw-socket client in pieces: the file gets every byte (and the
 #    SHA-1 recorded is the file's); a body shorter or longer than announced
