@@ -170,7 +170,8 @@ static apr_status_t txn_cleanup(void *data)
 }
 
 /* Takes the counter's lock for the rest of a change (released by
- * end_txn, or by the pool's cleanup if the request dies first). */
+ * end_txn, or by the pool's cleanup if the request dies first: T must
+ * live as long as P). */
 static dav_error *begin_txn(apr_pool_t *p, const mirrordav_conf *conf,
                             usage_txn *t)
 {
@@ -319,28 +320,29 @@ dav_error *mirrordav_quota_charge(request_rec *r, const mirrordav_conf *conf,
                                   apr_uint64_t new_size)
 {
     apr_int64_t delta = (apr_int64_t)new_size - (apr_int64_t)old->st_size;
-    usage_txn t;
+    usage_txn *t; /* in the pool, as its cleanup refers to it */
     charge *c;
     dav_error *err;
 
     if (!accounted(conf) || delta == 0)
         return NULL;
-    if ((err = begin_txn(r->pool, conf, &t)) != NULL)
+    t = apr_palloc(r->pool, sizeof(*t));
+    if ((err = begin_txn(r->pool, conf, t)) != NULL)
         return err;
     if (limit_of(conf) && delta > 0) {
-        if (!t.known)
+        if (!t->known)
             err = unknown_usage(r->pool);
-        else if (!fits(conf, t.used, (apr_uint64_t)delta))
-            err = over_limit(r->pool, conf, "This patch", t.used,
+        else if (!fits(conf, t->used, (apr_uint64_t)delta))
+            err = over_limit(r->pool, conf, "This patch", t->used,
                              (apr_uint64_t)delta);
         if (err) {
-            usage_end(&t, 0);
+            usage_end(t, 0);
             return err;
         }
     }
     /* Charged before the change: a crash in between leaves the counter
      * high by DELTA (it refuses early rather than late); fsck recounts. */
-    end_txn(r, conf, &t, delta);
+    end_txn(r, conf, t, delta);
     c = apr_palloc(r->pool, sizeof(*c));
     c->conf = conf;
     c->path = path;
