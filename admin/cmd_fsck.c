@@ -28,11 +28,14 @@
  *   pending-hash  a SHA-1 queued after a PATCH-APPLY and not yet computed
  *                 (VOLUME/state/pending/): --repair computes and stores it
  *   usage-drift   the usage counter (VOLUME/state/usage, sidecar/usage.h)
- *                 differs from the bytes counted in live/, or is missing
- *                 or unreadable: the line gives both values, --repair
+ *                 differs from the bytes counted in live/, or is
+ *                 unreadable: the line gives both values, --repair
  *                 writes the counted one.  Counted with the volume's
  *                 write barrier held exclusively (writes wait, at most
  *                 30 s for those in flight), so the two are comparable.
+ *                 A missing counter is no problem (the server counts it
+ *                 when it starts; --repair writes it), nor is a volume
+ *                 without state/ (a bare tree) checked.
  * An orphan is a NAME.db, or a hashed <sha1>.hdb whose recorded name is
  * absent from the directory; a sidecar whose data exists is never one.
  * With --repair it removes orphans, stale temps and unreadable sidecars,
@@ -445,9 +448,13 @@ static void check_usage(fsck_ctx *c, const char *volume)
 {
     char path[PATH_MAX], was[32];
     uint64_t old, counted;
-    int known, rc;
+    struct stat st;
+    int known, rc, missing;
 
+    if (stat(c->state, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;
     snprintf(path, sizeof(path), "%s/" USAGE_FILE, c->state);
+    missing = lstat(path, &st) != 0 && errno == ENOENT;
     rc = usage_recount(volume, c->repair, USAGE_TIMEOUT_MS, &known, &old,
                        &counted);
     if (rc) {
@@ -459,6 +466,12 @@ static void check_usage(fsck_ctx *c, const char *volume)
     if (known && old == counted) {
         fprintf(stderr, "fsck: usage %" PRIu64 " bytes, as counted\n",
                 counted);
+        return;
+    }
+    if (missing) {
+        fprintf(
+            stderr, "fsck: usage %" PRIu64 " bytes counted; no counter (%s)\n",
+            counted, c->repair ? "written" : "the server writes it at start");
         return;
     }
     if (known)

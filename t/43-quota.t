@@ -163,6 +163,18 @@ my $a_sha = sha1_file("$sub/a.bin");
     like($resp && $resp->[1], qr/MirrorDAVQuota 1048576 bytes/, 'the body names the limit');
 }
 {
+    # Finder announces its chunked body's length: refused before it.
+    my $sock = connect_raw($s->port);
+    send_pieces($sock, ["PUT /dav/sub/b.bin HTTP/1.1\r\nHost: x\r\n"
+        . "Transfer-Encoding: chunked\r\nX-Expected-Entity-Length: " . (800 * $KiB)
+        . "\r\n\r\n", 0]);
+    my $buf = '';
+    my $resp = eval { read_response($sock, \$buf) };
+    close $sock;
+    is($resp && $resp->[0], 507, 'X-Expected-Entity-Length past the limit: 507 before the body')
+        or diag($@);
+}
+{
     my $f = "$tmp/800k";
     spew($f, rbytes(800 * $KiB));
     my ($code, $body) = curl_put('/dav/sub/b.bin', $f, 'Transfer-Encoding: chunked');
@@ -269,8 +281,23 @@ SKIP: {
     is(used(), $before_used, 'the counter survives a restart');
     $s->stop;
     unlink $s->volume . '/state/usage' or die;
+    my $out = `$admin fsck --volume ${\$s->volume} 2>&1`;
+    is($? >> 8, 0, 'fsck: a missing counter is no problem') or diag($out);
+    like($out, qr/no counter \(the server writes it at start\)/, '... it says so');
+    ok(!-e $s->volume . '/state/usage', '... and writes none without --repair');
     $s->restart;
     is(used(), real_total($s), 'a volume without a counter is counted at start');
+}
+{
+    # mirrordav volume init counts what live/ already holds.
+    my $v = "$tmp/initvol";
+    mkdir $v; mkdir "$v/live"; mkdir "$v/live/d";
+    spew("$v/live/d/x", 'y' x 12345);
+    mkdir "$v/live/d/.mirrordav";
+    spew("$v/live/d/.mirrordav/x.db", 'z' x 999);
+    my $out = `$admin volume init $v 2>&1`;
+    is($? >> 8, 0, 'volume init') or diag($out);
+    like(slurp("$v/state/usage") // '', qr/used=0*12345 /, 'volume init writes the counter: 12345 bytes');
 }
 
 # --------------------------------------------------------------- fsck
