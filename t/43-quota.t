@@ -321,6 +321,28 @@ SKIP: {
     is(used(), $real, 'the counter is the real total');
 }
 
+{
+    # A torn counter is unknown: not answered, and with a limit nothing
+    # that grows the volume is accepted until fsck --repair.
+    my $real = real_total($s);
+    spew($s->volume . '/state/usage', "mirrordav-usage 1 used=0000");
+    my ($avail, $used) = quota($s, '/dav/');
+    ok(!defined $used, 'an unreadable counter: quota-used-bytes not answered');
+    is($avail, 0, '... and nothing available under the limit');
+    my $r = $s->put('/dav/sub/new.bin', 'x' x 100);
+    is($r->{status}, 507, 'a PUT that grows the volume: 507');
+    like($r->{content}, qr/usage counter .* unreadable.*fsck --repair/s, '... naming the cause and the fix');
+    ok(!-e "$sub/new.bin", '... nothing stored');
+    is($s->delete('/dav/sub/a.bin')->{status}, 204, 'DELETE still works');
+    $real = real_total($s);
+    my $out = `$admin fsck --volume ${\$s->volume} 2>&1`;
+    like($out, qr{usage-drift\treported \(recorded unknown, counted $real\)}, 'fsck reports it unknown') or diag($out);
+    $out = `$admin fsck --repair --volume ${\$s->volume} 2>&1`;
+    is($? >> 8, 0, 'fsck --repair') or diag($out);
+    is(used(), $real, 'the counter is back');
+    is($s->put('/dav/sub/new.bin', 'x' x 100)->{status}, 201, 'and writes are accepted again');
+}
+
 # ------------------------------------------------------ kill -9 rounds
 # A server without a limit, writes from 4 clients (PUT of 0-256 KiB,
 # overwrite, DELETE, COPY, MOVE), killed at a random instant.
