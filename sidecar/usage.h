@@ -16,9 +16,12 @@
  * Concurrency: every change is a read-modify-write of the counter under
  * an exclusive flock(2) of state/usage.lock, which any number of httpd
  * processes (and hosts on a shared file system with working flock) and
- * the admin command share; nothing is cached in memory.  Writers that
- * change the tree's size do the change itself under the same lock, so two
- * writers of one path each count what the other left.
+ * the admin command share; nothing is cached in memory.  PUT, COPY,
+ * MOVE and DELETE make the change itself (the rename or unlink) under the
+ * same lock, so two writers of one path each count what the other left;
+ * PATCH-APPLY charges its size change just before it makes it (quota.c).
+ * Files written into live/ behind the server's back are not counted until
+ * a recount.
  *
  * Durability: the counter is rewritten in place (one pwrite of a fixed
  * 64-byte record with its own CRC) and not fsynced: an fsync per write
@@ -27,9 +30,9 @@
  * operations in flight (changed the tree, not yet the counter; or the
  * reverse for PATCH-APPLY, which charges first); after a crash of the
  * machine it may also lose the updates the kernel had not yet written
- * back (by default up to 30 s of them).  `mirrordav fsck` reports the
- * drift and `--repair` recounts; a torn or missing record reads as
- * unknown, never as a number.
+ * back (with Linux's defaults, about the last 30 s of them).
+ * `mirrordav fsck` reports the drift and `--repair` recounts; a torn or
+ * missing record reads as unknown, never as a number.
  *
  * Functions return 0 or a negative errno.
  */
