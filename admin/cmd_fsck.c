@@ -27,6 +27,15 @@
  *                 gives the new version (sidecar/patchlog.h)
  *   pending-hash  a SHA-1 queued after a PATCH-APPLY and not yet computed
  *                 (VOLUME/state/pending/): --repair computes and stores it
+ *   usage-drift   the usage counter (VOLUME/state/usage, sidecar/usage.h)
+ *                 differs from the bytes counted in live/, or is
+ *                 unreadable: the line gives both values, --repair
+ *                 writes the counted one.  Counted with the volume's
+ *                 write barrier held exclusively (writes wait, at most
+ *                 30 s for those in flight), so the two are comparable.
+ *                 A missing counter is no problem (the server counts it
+ *                 when it starts; --repair writes it), nor is a volume
+ *                 without state/ (a bare tree) checked.
  * An orphan is a NAME.db, or a hashed <sha1>.hdb whose recorded name is
  * absent from the directory; a sidecar whose data exists is never one.
  * With --repair it removes orphans, stale temps and unreadable sidecars,
@@ -53,6 +62,10 @@
 #include "sidecar/intent.h"
 #include "sidecar/patchlog.h"
 #include "sidecar/sidecar.h"
+#include "sidecar/usage.h"
+
+/* How long the recount waits for the writes in flight. */
+#define USAGE_TIMEOUT_MS 30000
 
 /* A temp file untouched this long belongs to no running write. */
 #define STALE_TEMP_SECONDS (15 * 60)
@@ -429,6 +442,49 @@ static void check_patches(fsck_ctx *c, const char *state)
     }
 }
 
+/* The usage counter against a recount of live/ (after the other
+ * repairs, which may change the tree). */
+static void check_usage(fsck_ctx *c, const char *volume)
+{
+    char path[PATH_MAX], was[32];
+    uint64_t old, counted;
+    struct stat st;
+    int known, rc, missing;
+
+    if (stat(c->state, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;
+    snprintf(path, sizeof(path), "%s/" USAGE_FILE, c->state);
+    missing = lstat(path, &st) != 0 && errno == ENOENT;
+    rc = usage_recount(volume, c->repair, USAGE_TIMEOUT_MS, &known, &old,
+                       &counted);
+    if (rc) {
+        fprintf(stderr, "mirrordav fsck: counting the usage of %s: %s\n",
+                volume, strerror(-rc));
+        c->io_error = 1;
+        return;
+    }
+    if (known && old == counted) {
+        fprintf(stderr, "fsck: usage %" PRIu64 " bytes, as counted\n",
+                counted);
+        return;
+    }
+    if (missing) {
+        fprintf(
+            stderr, "fsck: usage %" PRIu64 " bytes counted; no counter (%s)\n",
+            counted, c->repair ? "written" : "the server writes it at start");
+        return;
+    }
+    if (known)
+        snprintf(was, sizeof(was), "%" PRIu64, old);
+    else
+        snprintf(was, sizeof(was), "unknown");
+    c->problems++;
+    if (c->repair)
+        c->repaired++;
+    printf("%s\tusage-drift\t%s (recorded %s, counted %" PRIu64 ")\n", path,
+           c->repair ? "recounted" : "reported", was, counted);
+}
+
 int cmd_fsck(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -484,6 +540,7 @@ int cmd_fsck(int argc, char **argv)
      * loses only repairs, which the next fsck makes again. */
     sidecar_set_durable(0);
     check_dir(&c, live, 1);
+    check_usage(&c, volume);
     if (c.repair) {
         int fd = open(live, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || syncfs(fd) != 0) {

@@ -6,12 +6,15 @@
  * first, so the volume stays the server's.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "admin/commands.h"
 #include "admin/entry.h"
+#include "sidecar/usage.h"
 #include "snapshot/snapshot.h"
 
 int cmd_volume(int argc, char **argv)
@@ -30,6 +33,21 @@ int cmd_volume(int argc, char **argv)
         fprintf(stderr, "mirrordav volume init: %s: %s\n", argv[2],
                 strerror(-rv));
         return 1;
+    }
+    /* The usage counter (sidecar/usage.h), counted now if there is none
+     * (an existing live/ may hold files). */
+    {
+        char state[PATH_MAX];
+        uint64_t used, old;
+        int known;
+
+        snprintf(state, sizeof(state), "%s/state", argv[2]);
+        if (usage_read(state, &used) == -ENOENT &&
+            (rv = usage_recount(argv[2], 1, 30000, &known, &old, &used))) {
+            fprintf(stderr, "mirrordav volume init: counting %s/live: %s\n",
+                    argv[2], strerror(-rv));
+            return 1;
+        }
     }
     printf("%s: live/ %s\n", argv[2],
            subvol ? "is a btrfs subvolume" : "is a directory");

@@ -22,6 +22,9 @@
  *   patch_apply.c    the PATCH-APPLY method
  *   patch_commit.c   the commit path of partial updates, the SHA-1 worker
  *   partial_update.c SabreDAV's PATCH and PUT with Content-Range
+ *   quota.c          RFC 4331 quota: properties, MirrorDAVQuota, and the
+ *                    usage counter's accounting of every write
+ *   client_quirks.c  what Finder sends: X-Expected-Entity-Length
  */
 #ifndef MIRRORDAV_H
 #define MIRRORDAV_H
@@ -57,6 +60,8 @@ typedef struct {
     const char *snap_backend; /* MirrorDAVSnapshotBackend; NULL = auto */
     int snap_timeout_ms;      /* MirrorDAVSnapshotTimeout; -1 = unset */
     int barrier;              /* MirrorDAVWriteBarrier; -1 = unset (on) */
+    apr_off_t quota;          /* MirrorDAVQuota in bytes; 0 = none,
+                                 -1 = unset (none) */
 } mirrordav_conf;
 
 struct dav_resource_private {
@@ -289,5 +294,50 @@ void mirrordav_register_browser_hooks(apr_pool_t *p);
 /* 1 if R's user may write where R's Destination header leads, as a PUT
  * there would be allowed (or if there is no usable Destination). */
 int mirrordav_may_write_destination(request_rec *r);
+/* quota.c (see there for what is counted and when) */
+void mirrordav_register_quota(apr_pool_t *p);
+/* Parses MirrorDAVQuota's argument (bytes, K/M/G/T suffixes, "none");
+ * NULL or the error. */
+const char *mirrordav_quota_parse(const char *arg, apr_off_t *limit);
+/* PUT: open refuses (507) a body known to be too large before it is
+ * read; check refuses once TOTAL stored bytes pass what is left; lock
+ * (just before the publication, SIZE the stored size) takes the usage
+ * counter's lock and makes the final check; unlock counts the change if
+ * PUBLISHED and releases it. */
+typedef struct mirrordav_quota_put mirrordav_quota_put;
+dav_error *mirrordav_quota_put_open(request_rec *r, const mirrordav_conf *conf,
+                                    const char *path, int gzip,
+                                    mirrordav_quota_put **q);
+dav_error *mirrordav_quota_put_check(mirrordav_quota_put *q, apr_off_t total);
+dav_error *mirrordav_quota_put_lock(mirrordav_quota_put *q, apr_off_t size);
+void mirrordav_quota_put_unlock(mirrordav_quota_put *q, int published);
+/* PATCH-APPLY, just before its commit: refuses (507) a result that
+ * passes the limit, else charges NEW_SIZE - OLD's size to the counter at
+ * once (given back when the request ends if PATH still is OLD). */
+dav_error *mirrordav_quota_charge(request_rec *r, const mirrordav_conf *conf,
+                                  const char *path, const struct stat *old,
+                                  apr_uint64_t new_size);
+/* COPY/MOVE, around the rename that swaps FROM in at TO (REPLACE: over
+ * an existing TO): begin measures and checks (507) and holds the
+ * counter's lock; end counts the change if SWAPPED and releases it. */
+typedef struct mirrordav_quota_swap mirrordav_quota_swap;
+dav_error *mirrordav_quota_swap_begin(request_rec *r,
+                                      const mirrordav_conf *conf,
+                                      const char *from, const char *to,
+                                      int move, int replace,
+                                      mirrordav_quota_swap **q);
+void mirrordav_quota_swap_end(mirrordav_quota_swap *q, int swapped);
+/* DELETE: unlink(2) of a file of the live tree, counted; 0 or -1 with
+ * errno, as unlink. */
+int mirrordav_quota_unlink(const mirrordav_conf *conf, const char *path);
+
+/* client_quirks.c */
+/* Fixups: checks X-Expected-Entity-Length on PUT and starts counting
+ * the body.  DECLINED or the status to answer. */
+int mirrordav_quirks_fixups(request_rec *r);
+/* PUT, at the end of the body: 400 if X-Expected-Entity-Length announced
+ * another length than the body had. */
+dav_error *mirrordav_quirks_check_body(request_rec *r);
+void mirrordav_register_quirks(void);
 
 #endif

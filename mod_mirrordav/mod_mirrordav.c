@@ -38,6 +38,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->snapshots = -1;
     conf->snap_timeout_ms = -1;
     conf->barrier = -1;
+    conf->quota = -1;
     if (dir)
         mirrordav_browser_note_conf(p, conf);
     return conf;
@@ -67,6 +68,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->snap_timeout_ms = add->snap_timeout_ms != -1 ? add->snap_timeout_ms
                                                        : base->snap_timeout_ms;
     conf->barrier = add->barrier != -1 ? add->barrier : base->barrier;
+    conf->quota = add->quota != -1 ? add->quota : base->quota;
     return conf;
 }
 
@@ -204,6 +206,11 @@ static const char *set_barrier(cmd_parms *cmd, void *dconf, int on)
     return NULL;
 }
 
+static const char *set_quota(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return mirrordav_quota_parse(arg, &((mirrordav_conf *)dconf)->quota);
+}
+
 static const command_rec commands[] = {
     AP_INIT_TAKE1("MirrorDAVVolume", set_volume, NULL, ACCESS_CONF,
                   "the volume directory; its live/ tree is served"),
@@ -241,6 +248,9 @@ static const command_rec commands[] = {
                  "live writes hold the volume write barrier (default On; "
                  "Off only to measure its cost: snapshots are then not "
                  "point-in-time)"),
+    AP_INIT_TAKE1("MirrorDAVQuota", set_quota, NULL, ACCESS_CONF,
+                  "most bytes the volume's live tree may hold (K, M, G, T "
+                  "suffixes; default none): writes past it get 507"),
     {NULL},
 };
 
@@ -383,6 +393,11 @@ static int fixups(request_rec *r)
     /* RFC 7694: tell clients that request bodies may be gzip-encoded. */
     if (r->method_number == M_OPTIONS)
         apr_table_setn(r->headers_out, "Accept-Encoding", "gzip");
+    {
+        int rc = mirrordav_quirks_fixups(r);
+        if (rc != DECLINED)
+            return rc;
+    }
     if (r->method_number == M_COPY || r->method_number == M_MOVE)
         return check_destination(r, conf);
     return redirect_collection(r, conf);
@@ -421,6 +436,8 @@ static void register_hooks(apr_pool_t *p)
     mirrordav_register_patch_apply(p);
     mirrordav_register_browser_hooks(p);
     mirrordav_register_partial_update(p);
+    mirrordav_register_quota(p);
+    mirrordav_register_quirks();
     dav_register_provider(p, "mirrordav", &provider);
 }
 

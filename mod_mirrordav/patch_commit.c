@@ -360,6 +360,12 @@ dav_error *mirrordav_patch_commit(mirrordav_patch *c, apr_uint64_t result,
 
     if ((err = flush_window(c)) != NULL)
         return err;
+    /* The size change checked against MirrorDAVQuota (507) and charged to
+     * the usage counter (quota.c), for every partial-update dialect alike;
+     * after the caller's digest checks (nothing charged for a refused
+     * body) and before anything is queued or changed. */
+    if ((err = mirrordav_quota_charge(r, conf, path, &c->st, result)) != NULL)
+        return err;
     /* Queued before the data changes, durably: whatever crashes later,
      * the hash of the new data is computed (patchlog.h). */
     if ((rv = patchlog_pending_add(conf->state, path)) != 0)

@@ -25,6 +25,7 @@
 #include "snapshot/snapshot.h"
 #include "sidecar/patchlog.h"
 #include "sidecar/sidecar.h"
+#include "sidecar/usage.h"
 
 static apr_array_header_t *volumes; /* const char *, from the config */
 
@@ -92,6 +93,30 @@ static int patch_recover(server_rec *s, const char *state)
     return left < 0 ? 1 : left;
 }
 
+/* A volume without a usage counter (made before there was one) gets it
+ * counted here, once, before any request: writes must know it to keep
+ * MirrorDAVQuota.  An unreadable one is left to fsck, which reports the
+ * value it had (quota.c says how the server runs meanwhile). */
+static void usage_start(server_rec *s, const char *volume, const char *state)
+{
+    uint64_t old, counted;
+    int known, rc;
+
+    if (usage_read(state, &old) != -ENOENT)
+        return;
+    rc = usage_recount(volume, 1, 30000, &known, &old, &counted);
+    if (rc)
+        ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(-rc), s,
+                     "%s has no usage counter and it could not be counted; "
+                     "run mirrordav fsck --volume %s --repair",
+                     volume, volume);
+    else
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                     "%s: usage counter created: %" APR_UINT64_T_FMT
+                     " bytes in live/",
+                     volume, (apr_uint64_t)counted);
+}
+
 /* In the child: become the volume's owner, recover, exit. */
 static void recover_as_owner(server_rec *s, const char *volume,
                              const char *state)
@@ -138,6 +163,7 @@ static void recover_as_owner(server_rec *s, const char *volume,
                          "%s/snapshots",
                          n, volume);
     }
+    usage_start(s, volume, state);
     _exit(left == 0 ? 0 : 1);
 }
 

@@ -558,8 +558,19 @@ static dav_error *swap_in(dav_resource *dst, intent *in, const char *from)
     int exists = lstat(dst->info->path, &st) == 0;
     unsigned int flags =
         exists && dst->info->replace ? RENAME_EXCHANGE : RENAME_NOREPLACE;
+    mirrordav_quota_swap *q;
+    dav_error *err;
+    int rc;
 
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, dst->info->path, flags) == 0)
+    /* The quota is checked and the size change counted under the usage
+     * counter's lock, around the one rename that changes the tree. */
+    if ((err = mirrordav_quota_swap_begin(dst->info->r, dst->info->conf, from,
+                                          dst->info->path, in->move,
+                                          flags == RENAME_EXCHANGE, &q)))
+        return err;
+    rc = renameat2(AT_FDCWD, from, AT_FDCWD, dst->info->path, flags);
+    mirrordav_quota_swap_end(q, rc == 0);
+    if (rc == 0)
         return NULL;
     if (errno == EEXIST)
         return mirrordav_error(p, HTTP_PRECONDITION_FAILED, 0,
@@ -767,7 +778,8 @@ static dav_error *remove_entry(apr_pool_t *p, const mirrordav_conf *conf,
             return err;
         }
     }
-    if ((is_dir ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT) {
+    if ((is_dir ? rmdir(path) : mirrordav_quota_unlink(conf, path)) != 0 &&
+        errno != ENOENT) {
         e = errno;
         if (hidden &&
             renameat2(AT_FDCWD, hidden, AT_FDCWD, db, RENAME_NOREPLACE) != 0)

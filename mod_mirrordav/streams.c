@@ -48,6 +48,8 @@ struct dav_stream {
     apr_off_t written;    /* bytes written to fd */
     apr_off_t started;    /* bytes whose writeback has been started */
     dav_error *sink_err;  /* why the decoder's sink stopped */
+    /* the volume's limit and usage (quota.c) */
+    mirrordav_quota_put *quota;
 };
 
 static int gz_sink(void *ctx, const void *buf, size_t len);
@@ -105,6 +107,9 @@ dav_error *mirrordav_open_stream(const dav_resource *resource,
     /* The thread's durability switch (publish.c), which get_resource has
      * set from MirrorDAVFsync. */
     s->durable = publish_durable();
+    if ((err = mirrordav_quota_put_open(info->r, info->conf, info->path, gzip,
+                                        &s->quota)) != NULL)
+        return err;
     if ((rv = mirrordav_newfile_open(p, dir, &s->out)) != 0)
         return mirrordav_errno_error(p, APR_FROM_OS_ERROR(rv),
                                      "Could not create a temporary file");
@@ -196,6 +201,9 @@ static dav_error *write_data(dav_stream *s, const void *buf, apr_size_t len)
 
         if (n > len)
             n = len;
+        if ((err = mirrordav_quota_put_check(
+                 s->quota, s->written + (apr_off_t)(s->used + n))) != NULL)
+            return err;
         memcpy(s->buf + s->used, b, n);
         s->used += n;
         b += n;
@@ -476,6 +484,8 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
         return NULL;
     }
     err = finish_data(s);
+    if (!err)
+        err = mirrordav_quirks_check_body(r);
     if (err) {
         stream_cleanup(s); /* nothing of a refused body stays */
         return err;
@@ -518,8 +528,14 @@ dav_error *mirrordav_close_stream(dav_stream *s, int commit)
      * none of it (snapshot_space.c). */
     if ((err = mirrordav_write_barrier(r, info->conf)) != NULL)
         return err;
-    if ((rv = publish_commit(&s->out, info->path,
-                             create ? PUBLISH_CREATE : PUBLISH_REPLACE)))
+    /* The final quota check and the publication under the usage
+     * counter's lock, so that the size it replaces is the one counted. */
+    if ((err = mirrordav_quota_put_lock(s->quota, st.st_size)) != NULL)
+        return err;
+    rv = publish_commit(&s->out, info->path,
+                        create ? PUBLISH_CREATE : PUBLISH_REPLACE);
+    mirrordav_quota_put_unlock(s->quota, rv == 0);
+    if (rv)
         return publish_error(s, -rv, create);
     if (close(s->out.fd) != 0) {
         s->out.fd = -1;

@@ -61,6 +61,8 @@ sub reset_trees {
     }
     my $copied = !defined $whole_at;
     undef $whole_at;
+    # A tree removed by hand is still in the usage counter: fsck recounts.
+    $copied = 1 if -e "$live/b";
     system('rm', '-rf', "$live/b", "$live/.mirrordav/b.db");
     if ($overwrite) {
         system('cp', '-a', "$keep/old", "$live/b") == 0 or die;

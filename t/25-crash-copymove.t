@@ -69,7 +69,12 @@ sub reset_trees {
     my ($overwrite) = @_;
     my $copied = lay('a', 'a');
     if ($overwrite) { $copied += lay('old', 'b') }
-    else            { system('rm', '-rf', "$live/b", "$live/.mirrordav/b.db") }
+    else {
+        # A tree removed by hand is still in the usage counter: fsck
+        # recounts.
+        $copied = 1 if -e "$live/b";
+        system('rm', '-rf', "$live/b", "$live/.mirrordav/b.db");
+    }
     %whole = ();
     # A copy is a new inode: its records, bound to the originals' identity,
     # read unknown until fsck binds them to the copies (same bytes, same
