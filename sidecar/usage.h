@@ -19,7 +19,8 @@
  * the admin command share; nothing is cached in memory.  PUT, COPY,
  * MOVE and DELETE make the change itself (the rename or unlink) under the
  * same lock, so two writers of one path each count what the other left;
- * PATCH-APPLY charges its size change just before it makes it (quota.c).
+ * Partial updates (PATCH-APPLY and the other dialects) charge their size
+ * change just before they make it (quota.c, from patch_commit.c).
  * Files written into live/ behind the server's back are not counted until
  * a recount.
  *
