@@ -321,11 +321,10 @@ static int copy_subrequest(request_rec *r, const char *src_uri,
     request_rec *rr;
     int rc;
 
-    /* The lookup of the sub-request already runs the fixups that read
-     * Destination (the write barrier for a copy into the live tree, the
-     * refusal of one into a snapshot), and a sub-request takes its
-     * headers from the main request: they are set there for the length
-     * of the lookup.  The main request's body headers are not copied. */
+    /* A sub-request takes its headers from the main request: they are
+     * set there for the length of the lookup.  The main request's body
+     * headers are not copied.  (The sub-request's fixups leave the write
+     * barrier to the main request: restore_handler takes it.) */
     apr_table_setn(r->headers_in, "Destination",
                    ap_construct_url(r->pool, dest_uri, r));
     apr_table_setn(r->headers_in, "Overwrite", "T");
@@ -409,6 +408,15 @@ static int restore_handler(request_rec *r)
         return refuse(r, HTTP_NOT_FOUND,
                       "The snapshot holds no file at this path.");
 
+    /* The write barrier, as a client's COPY into the live tree takes it
+     * in its fixups (snapshot_space.c), which leave sub-requests to their
+     * main request: taken here, before the COPY's first change, and held
+     * until this request's pool goes, after the reply; a snapshot either
+     * began before (the COPY waits for it) or holds the restore whole. */
+    if (mirrordav_write_barrier(r, conf) != NULL)
+        return refuse(r, HTTP_INTERNAL_SERVER_ERROR,
+                      "Restore failed: could not take the volume's write "
+                      "barrier; nothing was restored.");
     src = apr_pstrcat(r->pool, snapc->root_uri, "/", snapshot, "/",
                       browser_url(r->pool, relpath), NULL);
     status = copy_subrequest(r, src, browser_url(r->pool, r->uri));

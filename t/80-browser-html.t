@@ -13,6 +13,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Digest::SHA qw(sha1_hex);
+use Fcntl qw(:flock);
+use POSIX ();
 use HTML::TreeBuilder;
 use MirrorDAV::Test qw(slurp spew);
 
@@ -423,6 +425,27 @@ for my $c (@refusals) {
     $r = restore(path => '/dav/late.txt');
     is($r->{status}, 403, 'a restore of it with the token of v.txt: 403');
     is($srv->get('/dav/late.txt')->{content}, "late\n", '... it is unchanged');
+}
+# The write barrier: a restore is a live write, so it waits while a
+# snapshot holds the barrier (state/barrier, flock'ed exclusively here as
+# the snapshot engine does) and happens once it is released.  The 2 s are
+# a generous bound that proves the barrier is waited for, not a speed.
+{
+    my $b3 = fingerprint();
+    open my $bar, '<', "$vol/state/barrier" or die "barrier: $!";
+    flock($bar, LOCK_EX) or die "flock: $!";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $r = restore(form => { snapshot => 'v1' });
+        POSIX::_exit($r->{status} == 200 ? 0 : 1);
+    }
+    sleep 2;
+    is(fingerprint(), $b3, 'a restore while a snapshot holds the barrier: nothing changed yet');
+    flock($bar, LOCK_UN);
+    close $bar;
+    waitpid($pid, 0);
+    is($?, 0, '... it is done (200) once the barrier is released');
+    is($srv->get('/dav/v.txt')->{content}, $content{A}, '... v1\'s bytes are back');
 }
 # A file deleted from the live tree: its versions page, reached from a
 # snapshot, says so and still offers the restore, which brings it back.
