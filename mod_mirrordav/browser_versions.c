@@ -119,7 +119,7 @@ dav_error *browser_versions(const dav_resource *resource, ap_filter_t *output)
     const char *token = NULL;
     dav_resource *live = NULL;
     struct stat st;
-    int i, j;
+    int i, j, folder = 0;
 
     if (conf->snapshots == 1) {
         /* A file in a snapshot: the path it has in the live tree. */
@@ -177,7 +177,16 @@ dav_error *browser_versions(const dav_resource *resource, ap_filter_t *output)
     }
     if (livec && *relpath) {
         live = file_at(p, r, livec, relpath, &st);
-        if (vs->nelts && browser_may_write(r, browser_url(p, liveuri))) {
+        /* A folder now: restoring a file over it would delete the folder
+         * (browser_restore.c refuses it), so no form. */
+        folder =
+            !live &&
+            mirrordav_check_ancestors(p, livec->live, relpath) ==
+                MIRRORDAV_PATH_OK &&
+            lstat(apr_pstrcat(p, livec->live, "/", relpath, NULL), &st) == 0 &&
+            S_ISDIR(st.st_mode);
+        if (vs->nelts && !folder &&
+            browser_may_write(r, browser_url(p, liveuri))) {
             action = browser_url(p, liveuri);
             token = browser_token(r, livec, relpath);
             if (!token)
@@ -204,6 +213,11 @@ dav_error *browser_versions(const dav_resource *resource, ap_filter_t *output)
                            *sha1 ? "<code>" : "", *sha1 ? sha1 : "unknown",
                            *sha1 ? "</code>" : "");
     }
+    else if (folder)
+        apr_brigade_printf(bb, NULL, NULL,
+                           "<p class=\"folder\">%s is a folder now: a file "
+                           "cannot be restored over it.</p>\n",
+                           browser_text(p, liveuri));
     else
         apr_brigade_printf(bb, NULL, NULL,
                            "<p class=\"absent\">%s does not exist now.</p>\n",

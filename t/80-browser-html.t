@@ -381,6 +381,13 @@ for my $c (@refusals) {
     like($r->{content}, $re, '... the body names the cause') or diag($r->{content});
     is(fingerprint(), $before, '... the live file and its sidecar are unchanged');
 }
+{   # a field given twice: which one counts is a guess, so neither does
+    my $r = $srv->request('POST', '/dav/v.txt', { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin },
+                          "action=restore&snapshot=v1&snapshot=nosuch&token=$token");
+    is($r->{status}, 400, 'restore with the snapshot field given twice: 400');
+    like($r->{content}, qr/twice/, '... the body names the cause');
+    is(fingerprint(), $before, '... the live file and its sidecar are unchanged');
+}
 {   # a POST that is not a form is left as it was: 404
     my $r = $srv->request('POST', '/dav/v.txt', { 'Content-Type' => 'text/plain' }, 'x');
     is($r->{status}, 404, 'a POST that is not a form: 404 as before');
@@ -486,6 +493,28 @@ for my $n (@hostile) {
     $r = $srv->request('POST', $action, { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin }, $body);
     is($r->{status}, 200, "... restore of $n: 200") or diag($r->{content});
     is($srv->get($u)->{content}, "hostile $n", '... the old bytes are back');
+}
+
+# A file that is a folder in the live tree now: restoring the snapshot's
+# file would delete the folder and all it holds, so the page offers no
+# form and a restore POST (with a token from when it was a file) is
+# refused with 409, the folder intact.
+{
+    is($srv->put('/dav/fd', "a file\n")->{status}, 201, 'PUT fd (a file)');
+    is($srv->mkcol('/snapshots/fdsnap')->{status}, 201, 'MKCOL /snapshots/fdsnap');
+    my ($tk) = page('/dav/fd?versions')->{content} =~ /name="token" value="([0-9a-f]{64})"/;
+    ok($tk, 'its versions page offers restore while it is a file');
+    is($srv->delete('/dav/fd')->{status}, 204, 'DELETE fd');
+    is($srv->mkcol('/dav/fd')->{status}, 201, 'MKCOL fd (now a folder)');
+    is($srv->put('/dav/fd/inner', "inner\n")->{status}, 201, 'PUT fd/inner');
+    my $r = page('/snapshots/fdsnap/fd?versions');
+    like($r->{content}, qr{<p class="folder">/dav/fd is a folder now}, 'the versions page says it is a folder now');
+    unlike($r->{content}, qr{<form}, '... and offers no restore form');
+    $r = $srv->request('POST', '/dav/fd', { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin },
+                       "action=restore&snapshot=fdsnap&token=$tk");
+    is($r->{status}, 409, 'a restore POST over the folder: 409');
+    like($r->{content}, qr/folder/, '... the body says a folder is in the way');
+    is($srv->get('/dav/fd/inner')->{content}, "inner\n", '... the folder and what it holds are intact');
 }
 
 unlike($srv->error_log, qr/AddressSanitizer|segfault|exit signal/i, 'no crash in the error log');
