@@ -202,6 +202,18 @@ int browser_may_write(request_rec *r, const char *uri)
     return ok;
 }
 
+int browser_may_read(request_rec *r, const char *uri)
+{
+    /* A GET from another <Location> runs that location's access checks
+     * (httpd skips them only for the main request's own configuration,
+     * whose GET has passed). */
+    request_rec *rr = ap_sub_req_lookup_uri(uri, r, NULL);
+    int ok = rr->status == HTTP_OK;
+
+    ap_destroy_sub_req(rr);
+    return ok;
+}
+
 int mirrordav_may_write_destination(request_rec *r)
 {
     const char *dest = apr_table_get(r->headers_in, "Destination");
