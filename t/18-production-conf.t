@@ -119,6 +119,9 @@ is $code, 201, 'bob (a writer) may COPY out of the snapshot: 201';
     (my $site2 = slurp("$top/conf/production.conf.example")) =~ s/\@(\w+)\@/$v2{$1} \/\/ die "placeholder $1"/ge;
     $site2 =~ s{(<Limit GET OPTIONS PROPFIND>\s*Require) valid-user}{$1 group writers} or die 'no /dav read rule';
     $site2 =~ s{(<LimitExcept MKCOL DELETE>\s*Require) valid-user}{$1 group admin} or die 'no /snapshots read rule';
+    # Encoded slashes decoded, as some sites need: a Destination written
+    # with %2F must meet the same checks as with '/'.
+    $site2 =~ s{(<VirtualHost[^>]*>)}{$1\n    AllowEncodedSlashes On} or die 'no VirtualHost';
     my $s2 = MirrorDAV::Test->start_server(volume => "$dir/volume2", conf_extra => $load . $site2);
     my $url2 = "https://127.0.0.1:$port2";
     spew("$dir/k.txt", "kept\n");
@@ -134,6 +137,12 @@ is $code, 201, 'bob (a writer) may COPY out of the snapshot: 201';
     is $code, 200, 'carol (may not read /dav) gets the versions page of s1/k.txt';
     like $page, qr{<tr class="version" data-snapshot="s1">}, '... with the snapshot\'s version';
     like $page, qr{<section class="current"><h2>Now</h2>\n<p class="hidden">You may not read the live tree\.</p>}, '... and not the live file';
+    ($code, $body) = curl("-u carol:carol-secret -X COPY -H 'Destination: $url2/dav%2Fk2.txt' $url2/snapshots/s1/k.txt");
+    is $code, 403, 'carol (not a writer) copying out of a snapshot to /dav%2Fk2.txt: 403';
+    ok(!-e "$dir/volume2/live/k2.txt", '... nothing was written');
+    ($code) = curl("-u alice:alice-secret -X COPY -H 'Destination: $url2/snapshots%2Fs1/new.txt' $url2/dav/k.txt");
+    is $code, 403, 'alice copying into a snapshot as /snapshots%2Fs1/new.txt: 403';
+    ok(!-e "$dir/volume2/snapshots/s1/new.txt", '... the snapshot is unchanged');
     ($code, $page) = curl("-u alice:alice-secret $html '$url2/dav/k.txt?versions'");
     like $page, qr{<tr class="version" data-snapshot="s1">}, 'alice (may read both) sees the version';
     like $page, qr{<form class="restore"}, '... and may restore it';
