@@ -70,7 +70,8 @@ utime 1_600_000_000, 1_600_000_000, "$live/sort/$_" or die for qw(zdir adir);
 # ------------------------------------------------------------ negotiation
 my $plain_re = qr{\A<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Index of /dav/sort</title></head><body>\n<h1>Index of /dav/sort</h1>\n<table>\n<tr><th>Name</th><th>Size</th><th>Modified</th></tr>\n<tr><td><a href="/dav/sort/\.\./?};
 for my $accept (undef, '*/*', 'application/xml', 'text/xml, text/html',
-                'application/xml;q=1, text/html;q=0.5', 'text/*', 'text/html;q=0') {
+                'application/xml;q=1, text/html;q=0.5', 'text/*', 'text/html;q=0',
+                'text/html;q=abc', 'text/html;q=nan, */*', 'text/html;q=', '*/*, text/html') {
     my $r = $srv->get('/dav/sort/', defined $accept ? { Accept => $accept } : {});
     my $what = defined $accept ? "Accept: $accept" : 'no Accept';
     is($r->{status}, 200, "$what: 200");
@@ -82,7 +83,7 @@ for my $accept (undef, '*/*', 'application/xml', 'text/xml, text/html',
     unlike($r->{content}, qr{class="listing"}, "$what: no page");
 }
 for my $accept ($BROWSER, 'text/html', 'text/html, */*;q=0.1',
-                'application/json;q=0.5, text/html') {
+                'application/json;q=0.5, text/html', 'TEXT/HTML ; Q=1', " text/html\t;level=1 , */*;q=0.5") {
     my $r = $srv->get('/dav/sort/', { Accept => $accept });
     like($r->{content}, qr{<table class="listing">}, "Accept: $accept: the page");
     is($r->{headers}{'content-type'}, 'text/html; charset=utf-8', '... text/html; charset=utf-8');
@@ -99,6 +100,14 @@ for my $accept ($BROWSER, 'text/html', 'text/html, */*;q=0.1',
     my $r = $srv->request('HEAD', '/dav/sort/', { Accept => $BROWSER });
     is($r->{status}, 200, 'HEAD of a page: 200');
     is($r->{headers}{'cache-control'}, 'no-store', '... with the page headers');
+    is($r->{content} // '', '', '... and no body');
+    # Garbage and repeated sort parameters, and a long query: the default order.
+    for my $q ('?sort=%zz&order=%00', '?sort=size%00&order=desc%', '?sort=&order=',
+               '?' . ('x=1&' x 1500) . 'sort=name') {
+        $r = page("/dav/sort/$q");
+        is($r->{status}, 200, 'a page with query ' . substr($q, 0, 30) . ': 200');
+        like($r->{content}, qr{<th class="name" aria-sort="ascending">}, '... by name, ascending');
+    }
 }
 # The WebDAV clients list through PROPFIND, which the pages do not touch.
 {
