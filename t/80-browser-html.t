@@ -276,6 +276,20 @@ set_created('dirty', 1_700_000_100);
         or diag(join ', ', keys %got);
     is(scalar(keys %got), $n, '... as many as the verifier found');
     $t->delete;
+    # The report is a file in state/: its fields are text, whatever they hold.
+    {
+        my $f = "$vol/state/verify/dirty/report";
+        my $keep = slurp($f);
+        spew($f, $keep . "%3Cimg src=x onerror=alert(1)%3E\t<script>alert(1)</script>\t\"'&\tjavascript:x\n");
+        my $h = page('/snapshots/dirty/?report')->{content};
+        unlike($h, qr{<img|<script}i, 'a hostile report line: no raw tag');
+        my $t2 = tree_of($h);
+        my ($tr) = grep { $_->as_text =~ /onerror/ } $t2->look_down(_tag => 'tr', class => 'discrepancy');
+        is(join('|', map { $_->as_text } $tr ? $tr->look_down(_tag => 'td') : ()),
+           q{<img src=x onerror=alert(1)>|<script>alert(1)</script>|"'&|javascript:x}, '... its fields shown as text');
+        $t2->delete;
+        spew($f, $keep);
+    }
     $r = page('/snapshots/clean/?report');
     unlike($r->{content}, qr{class="discrepancy"}, 'a clean snapshot\'s report: no row');
     $r = page('/snapshots/clean/m/');
