@@ -75,5 +75,7 @@ const char *browser_token(request_rec *r, const mirrordav_conf *live,
 /* 1 if R's user may write URI (a live path, escaped): a PUT to it would
  * pass the server's access and authorisation checks. */
 int browser_may_write(request_rec *r, const char *uri);
+/* 1 if R's user may GET URI (escaped). */
+int browser_may_read(request_rec *r, const char *uri);
 
 #endif

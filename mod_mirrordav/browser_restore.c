@@ -202,6 +202,18 @@ int browser_may_write(request_rec *r, const char *uri)
     return ok;
 }
 
+int browser_may_read(request_rec *r, const char *uri)
+{
+    /* A GET from another <Location> runs that location's access checks
+     * (httpd skips them only for the main request's own configuration,
+     * whose GET has passed). */
+    request_rec *rr = ap_sub_req_lookup_uri(uri, r, NULL);
+    int ok = rr->status == HTTP_OK;
+
+    ap_destroy_sub_req(rr);
+    return ok;
+}
+
 int mirrordav_may_write_destination(request_rec *r)
 {
     const char *dest = apr_table_get(r->headers_in, "Destination");
@@ -262,27 +274,31 @@ static char *read_form(request_rec *r, int *status)
     return buf;
 }
 
-/* The value of field NAME in the urlencoded FORM (its first occurrence),
- * or NULL.  *BAD is set for a malformed escape. */
+/* The value of field NAME in the urlencoded FORM, or NULL.  *BAD is set
+ * for a malformed escape, and for a field given twice: which one counts
+ * would be this parser's guess, and a proxy or firewall in front may have
+ * guessed the other. */
 static const char *form_field(apr_pool_t *p, const char *form,
                               const char *name, int *bad)
 {
-    char *copy = apr_pstrdup(p, form), *item, *state;
+    char *copy = apr_pstrdup(p, form), *item, *state, *v = NULL;
     apr_size_t n = strlen(name);
 
     for (item = apr_strtok(copy, "&", &state); item;
          item = apr_strtok(NULL, "&", &state)) {
         if (strncmp(item, name, n) == 0 && item[n] == '=') {
-            char *v = item + n + 1, *c;
+            char *c;
+            if (v)
+                *bad = 1;
+            v = item + n + 1;
             for (c = v; *c; c++)
                 if (*c == '+')
                     *c = ' ';
             if (ap_unescape_url(v) != OK) /* bad escape, %00, %2F */
                 *bad = 1;
-            return v;
         }
     }
-    return NULL;
+    return v;
 }
 
 /* scheme://host[:port] as the browser addressed this server. */
@@ -321,11 +337,10 @@ static int copy_subrequest(request_rec *r, const char *src_uri,
     request_rec *rr;
     int rc;
 
-    /* The lookup of the sub-request already runs the fixups that read
-     * Destination (the write barrier for a copy into the live tree, the
-     * refusal of one into a snapshot), and a sub-request takes its
-     * headers from the main request: they are set there for the length
-     * of the lookup.  The main request's body headers are not copied. */
+    /* A sub-request takes its headers from the main request: they are
+     * set there for the length of the lookup.  The main request's body
+     * headers are not copied.  (The sub-request's fixups leave the write
+     * barrier to the main request: restore_handler takes it.) */
     apr_table_setn(r->headers_in, "Destination",
                    ap_construct_url(r->pool, dest_uri, r));
     apr_table_setn(r->headers_in, "Overwrite", "T");
@@ -373,7 +388,8 @@ static int restore_handler(request_rec *r)
     token = form_field(r->pool, form, "token", &bad);
     if (bad || !action)
         return refuse(r, HTTP_BAD_REQUEST,
-                      "Malformed restore form: no action, or a bad escape.");
+                      "Malformed restore form: no action, a bad escape, "
+                      "or a field given twice.");
     if (strcmp(action, "restore") != 0)
         return refuse(r, HTTP_BAD_REQUEST,
                       "Unknown form action: only restore is known.");
@@ -409,6 +425,25 @@ static int restore_handler(request_rec *r)
         return refuse(r, HTTP_NOT_FOUND,
                       "The snapshot holds no file at this path.");
 
+    /* A restore brings back a file: over a folder, the COPY (Overwrite:
+     * T) would first delete the folder and all it holds, which no restore
+     * button may do (a client's own COPY still can).  The versions page
+     * offers no form then either. */
+    if (lstat(apr_pstrcat(r->pool, conf->live, "/", relpath, NULL), &st) ==
+            0 &&
+        S_ISDIR(st.st_mode))
+        return refuse(r, HTTP_CONFLICT,
+                      "Folder in the way: the live path is a folder now; "
+                      "nothing was restored.");
+    /* The write barrier, as a client's COPY into the live tree takes it
+     * in its fixups (snapshot_space.c), which leave sub-requests to their
+     * main request: taken here, before the COPY's first change, and held
+     * until this request's pool goes, after the reply; a snapshot either
+     * began before (the COPY waits for it) or holds the restore whole. */
+    if (mirrordav_write_barrier(r, conf) != NULL)
+        return refuse(r, HTTP_INTERNAL_SERVER_ERROR,
+                      "Restore failed: could not take the volume's write "
+                      "barrier; nothing was restored.");
     src = apr_pstrcat(r->pool, snapc->root_uri, "/", snapshot, "/",
                       browser_url(r->pool, relpath), NULL);
     status = copy_subrequest(r, src, browser_url(r->pool, r->uri));

@@ -116,10 +116,10 @@ dav_error *browser_versions(const dav_resource *resource, ap_filter_t *output)
     apr_bucket_brigade *bb = apr_brigade_create(p, output->c->bucket_alloc);
     apr_array_header_t *vs = apr_array_make(p, 16, sizeof(version));
     const char *relpath = resource->info->relpath, *liveuri, *action = NULL;
-    const char *token = NULL;
+    const char *token = NULL, *hidden = NULL;
     dav_resource *live = NULL;
     struct stat st;
-    int i, j;
+    int i, j, folder = 0;
 
     if (conf->snapshots == 1) {
         /* A file in a snapshot: the path it has in the live tree. */
@@ -133,6 +133,22 @@ dav_error *browser_versions(const dav_resource *resource, ap_filter_t *output)
         snapc = browser_location(conf->volume, 1);
     }
     liveuri = apr_pstrcat(p, livec ? livec->root_uri : "", "/", relpath, NULL);
+    /* What the page shows of the other location (the snapshots, seen from
+     * the live tree; the live file, seen from a snapshot) is that
+     * location's content: only for a user who may read it there. */
+    if (conf->snapshots == 1 && livec &&
+        !browser_may_read(
+            r, browser_url(p, apr_pstrcat(p, livec->root_uri, "/", NULL)))) {
+        livec = NULL;
+        hidden = "the live tree";
+    }
+    else if (conf->snapshots != 1 && snapc &&
+             !browser_may_read(
+                 r,
+                 browser_url(p, apr_pstrcat(p, snapc->root_uri, "/", NULL)))) {
+        snapc = NULL;
+        hidden = "the snapshots";
+    }
     apr_pool_create(&row, p);
 
     if (snapc) {
@@ -177,7 +193,16 @@ dav_error *browser_versions(const dav_resource *resource, ap_filter_t *output)
     }
     if (livec && *relpath) {
         live = file_at(p, r, livec, relpath, &st);
-        if (vs->nelts && browser_may_write(r, browser_url(p, liveuri))) {
+        /* A folder now: restoring a file over it would delete the folder
+         * (browser_restore.c refuses it), so no form. */
+        folder =
+            !live &&
+            mirrordav_check_ancestors(p, livec->live, relpath) ==
+                MIRRORDAV_PATH_OK &&
+            lstat(apr_pstrcat(p, livec->live, "/", relpath, NULL), &st) == 0 &&
+            S_ISDIR(st.st_mode);
+        if (vs->nelts && !folder &&
+            browser_may_write(r, browser_url(p, liveuri))) {
             action = browser_url(p, liveuri);
             token = browser_token(r, livec, relpath);
             if (!token)
@@ -204,12 +229,25 @@ dav_error *browser_versions(const dav_resource *resource, ap_filter_t *output)
                            *sha1 ? "<code>" : "", *sha1 ? sha1 : "unknown",
                            *sha1 ? "</code>" : "");
     }
+    else if (hidden && !livec)
+        apr_brigade_printf(bb, NULL, NULL,
+                           "<p class=\"hidden\">You may not read %s.</p>\n",
+                           hidden);
+    else if (folder)
+        apr_brigade_printf(bb, NULL, NULL,
+                           "<p class=\"folder\">%s is a folder now: a file "
+                           "cannot be restored over it.</p>\n",
+                           browser_text(p, liveuri));
     else
         apr_brigade_printf(bb, NULL, NULL,
                            "<p class=\"absent\">%s does not exist now.</p>\n",
                            browser_text(p, liveuri));
     apr_brigade_puts(bb, NULL, NULL, "</section>\n");
-    if (!vs->nelts)
+    if (hidden && !snapc)
+        apr_brigade_printf(bb, NULL, NULL,
+                           "<p class=\"hidden\">You may not read %s.</p>\n",
+                           hidden);
+    else if (!vs->nelts)
         apr_brigade_puts(
             bb, NULL, NULL,
             "<p class=\"none\">No snapshot holds this path.</p>\n");

@@ -195,19 +195,17 @@ static int destination(request_rec *r, int *snapshots, const char **volume)
     const mirrordav_conf *dc;
     request_rec *sub;
     apr_uri_t uri;
-    char *path;
     int ours = 0;
 
     if (!dest || apr_uri_parse(r->pool, dest, &uri) != APR_SUCCESS ||
         !uri.path)
         return 0;
-    path = apr_pstrdup(r->pool, uri.path);
-    if (!ap_normalize_path(path, AP_NORMALIZE_NOT_ABOVE_ROOT |
-                                     AP_NORMALIZE_DECODE_UNRESERVED |
-                                     AP_NORMALIZE_MERGE_SLASHES) ||
-        ap_unescape_url(path) != OK)
-        return 0;
-    sub = ap_sub_req_lookup_uri(path, r, NULL);
+    /* The path as sent, as mod_dav passes it: the subrequest merges dot
+     * segments and decodes it as httpd does any request URI (encoded
+     * slashes as AllowEncodedSlashes says).  Decoding it here first would
+     * refuse a %2F that the server decodes, and the COPY would then reach
+     * a snapshot unchecked. */
+    sub = ap_sub_req_lookup_uri(uri.path, r, NULL);
     dc = ap_get_module_config(sub->request_config, &mirrordav_module);
     if (dc && dc->volume) {
         ours = 1;

@@ -106,4 +106,46 @@ is slurp("$dir/volume/live/f.txt"), "over TLS\n", '... f.txt is the snapshot\'s 
 ($code) = curl("-u bob:bob-secret -X COPY -H 'Destination: $url/dav/h.txt' $url/snapshots/nightly/f.txt");
 is $code, 201, 'bob (a writer) may COPY out of the snapshot: 201';
 
+# The versions page shows the other location's content only to a user who
+# may read it there: the same configuration with /dav readable by writers
+# only and /snapshots by admins only (carol an admin, not a writer, here).
+# bob sees no snapshot's version of a live file; carol sees a snapshot
+# file's versions without the live file; alice (both) sees all.
+{
+    my $port2 = MirrorDAV::Test::free_port();
+    spew("$dir/groups2", "admin: alice carol\nwriters: alice bob\n");
+    chmod 0644, "$dir/groups2";
+    my %v2 = (%v, PORT => $port2, VOLUME => "$dir/volume2", GROUPS => "$dir/groups2");
+    (my $site2 = slurp("$top/conf/production.conf.example")) =~ s/\@(\w+)\@/$v2{$1} \/\/ die "placeholder $1"/ge;
+    $site2 =~ s{(<Limit GET OPTIONS PROPFIND>\s*Require) valid-user}{$1 group writers} or die 'no /dav read rule';
+    $site2 =~ s{(<LimitExcept MKCOL DELETE>\s*Require) valid-user}{$1 group admin} or die 'no /snapshots read rule';
+    # Encoded slashes decoded, as some sites need: a Destination written
+    # with %2F must meet the same checks as with '/'.
+    $site2 =~ s{(<VirtualHost[^>]*>)}{$1\n    AllowEncodedSlashes On} or die 'no VirtualHost';
+    my $s2 = MirrorDAV::Test->start_server(volume => "$dir/volume2", conf_extra => $load . $site2);
+    my $url2 = "https://127.0.0.1:$port2";
+    spew("$dir/k.txt", "kept\n");
+    ($code) = curl("-u alice:alice-secret -T $dir/k.txt $url2/dav/k.txt");
+    is $code, 201, 'second server: alice PUTs k.txt';
+    ($code) = curl("-u alice:alice-secret -X MKCOL $url2/snapshots/s1");
+    is $code, 201, '... and takes a snapshot';
+    ($code, $page) = curl("-u bob:bob-secret $html '$url2/dav/k.txt?versions'");
+    is $code, 200, 'bob (may not read /snapshots) gets the versions page of k.txt';
+    unlike $page, qr{class="version"|<form}, '... without any snapshot\'s version, nor a form';
+    like $page, qr{<p class="hidden">You may not read the snapshots\.</p>}, '... it says why';
+    ($code, $page) = curl("-u carol:carol-secret $html '$url2/snapshots/s1/k.txt?versions'");
+    is $code, 200, 'carol (may not read /dav) gets the versions page of s1/k.txt';
+    like $page, qr{<tr class="version" data-snapshot="s1">}, '... with the snapshot\'s version';
+    like $page, qr{<section class="current"><h2>Now</h2>\n<p class="hidden">You may not read the live tree\.</p>}, '... and not the live file';
+    ($code, $body) = curl("-u carol:carol-secret -X COPY -H 'Destination: $url2/dav%2Fk2.txt' $url2/snapshots/s1/k.txt");
+    is $code, 403, 'carol (not a writer) copying out of a snapshot to /dav%2Fk2.txt: 403';
+    ok(!-e "$dir/volume2/live/k2.txt", '... nothing was written');
+    ($code) = curl("-u alice:alice-secret -X COPY -H 'Destination: $url2/snapshots%2Fs1/new.txt' $url2/dav/k.txt");
+    is $code, 403, 'alice copying into a snapshot as /snapshots%2Fs1/new.txt: 403';
+    ok(!-e "$dir/volume2/snapshots/s1/new.txt", '... the snapshot is unchanged');
+    ($code, $page) = curl("-u alice:alice-secret $html '$url2/dav/k.txt?versions'");
+    like $page, qr{<tr class="version" data-snapshot="s1">}, 'alice (may read both) sees the version';
+    like $page, qr{<form class="restore"}, '... and may restore it';
+}
+
 done_testing;

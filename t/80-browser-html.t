@@ -13,6 +13,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Digest::SHA qw(sha1_hex);
+use Fcntl qw(:flock);
+use POSIX ();
 use HTML::TreeBuilder;
 use MirrorDAV::Test qw(slurp spew);
 
@@ -68,7 +70,8 @@ utime 1_600_000_000, 1_600_000_000, "$live/sort/$_" or die for qw(zdir adir);
 # ------------------------------------------------------------ negotiation
 my $plain_re = qr{\A<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Index of /dav/sort</title></head><body>\n<h1>Index of /dav/sort</h1>\n<table>\n<tr><th>Name</th><th>Size</th><th>Modified</th></tr>\n<tr><td><a href="/dav/sort/\.\./?};
 for my $accept (undef, '*/*', 'application/xml', 'text/xml, text/html',
-                'application/xml;q=1, text/html;q=0.5', 'text/*', 'text/html;q=0') {
+                'application/xml;q=1, text/html;q=0.5', 'text/*', 'text/html;q=0',
+                'text/html;q=abc', 'text/html;q=nan, */*', 'text/html;q=', '*/*, text/html') {
     my $r = $srv->get('/dav/sort/', defined $accept ? { Accept => $accept } : {});
     my $what = defined $accept ? "Accept: $accept" : 'no Accept';
     is($r->{status}, 200, "$what: 200");
@@ -80,7 +83,7 @@ for my $accept (undef, '*/*', 'application/xml', 'text/xml, text/html',
     unlike($r->{content}, qr{class="listing"}, "$what: no page");
 }
 for my $accept ($BROWSER, 'text/html', 'text/html, */*;q=0.1',
-                'application/json;q=0.5, text/html') {
+                'application/json;q=0.5, text/html', 'TEXT/HTML ; Q=1', " text/html\t;level=1 , */*;q=0.5") {
     my $r = $srv->get('/dav/sort/', { Accept => $accept });
     like($r->{content}, qr{<table class="listing">}, "Accept: $accept: the page");
     is($r->{headers}{'content-type'}, 'text/html; charset=utf-8', '... text/html; charset=utf-8');
@@ -97,6 +100,14 @@ for my $accept ($BROWSER, 'text/html', 'text/html, */*;q=0.1',
     my $r = $srv->request('HEAD', '/dav/sort/', { Accept => $BROWSER });
     is($r->{status}, 200, 'HEAD of a page: 200');
     is($r->{headers}{'cache-control'}, 'no-store', '... with the page headers');
+    is($r->{content} // '', '', '... and no body');
+    # Garbage and repeated sort parameters, and a long query: the default order.
+    for my $q ('?sort=%zz&order=%00', '?sort=size%00&order=desc%', '?sort=&order=',
+               '?' . ('x=1&' x 1500) . 'sort=name') {
+        $r = page("/dav/sort/$q");
+        is($r->{status}, 200, 'a page with query ' . substr($q, 0, 30) . ': 200');
+        like($r->{content}, qr{<th class="name" aria-sort="ascending">}, '... by name, ascending');
+    }
 }
 # The WebDAV clients list through PROPFIND, which the pages do not touch.
 {
@@ -265,6 +276,20 @@ set_created('dirty', 1_700_000_100);
         or diag(join ', ', keys %got);
     is(scalar(keys %got), $n, '... as many as the verifier found');
     $t->delete;
+    # The report is a file in state/: its fields are text, whatever they hold.
+    {
+        my $f = "$vol/state/verify/dirty/report";
+        my $keep = slurp($f);
+        spew($f, $keep . "%3Cimg src=x onerror=alert(1)%3E\t<script>alert(1)</script>\t\"'&\tjavascript:x\n");
+        my $h = page('/snapshots/dirty/?report')->{content};
+        unlike($h, qr{<img|<script}i, 'a hostile report line: no raw tag');
+        my $t2 = tree_of($h);
+        my ($tr) = grep { $_->as_text =~ /onerror/ } $t2->look_down(_tag => 'tr', class => 'discrepancy');
+        is(join('|', map { $_->as_text } $tr ? $tr->look_down(_tag => 'td') : ()),
+           q{<img src=x onerror=alert(1)>|<script>alert(1)</script>|"'&|javascript:x}, '... its fields shown as text');
+        $t2->delete;
+        spew($f, $keep);
+    }
     $r = page('/snapshots/clean/?report');
     unlike($r->{content}, qr{class="discrepancy"}, 'a clean snapshot\'s report: no row');
     $r = page('/snapshots/clean/m/');
@@ -379,6 +404,13 @@ for my $c (@refusals) {
     like($r->{content}, $re, '... the body names the cause') or diag($r->{content});
     is(fingerprint(), $before, '... the live file and its sidecar are unchanged');
 }
+{   # a field given twice: which one counts is a guess, so neither does
+    my $r = $srv->request('POST', '/dav/v.txt', { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin },
+                          "action=restore&snapshot=v1&snapshot=nosuch&token=$token");
+    is($r->{status}, 400, 'restore with the snapshot field given twice: 400');
+    like($r->{content}, qr/twice/, '... the body names the cause');
+    is(fingerprint(), $before, '... the live file and its sidecar are unchanged');
+}
 {   # a POST that is not a form is left as it was: 404
     my $r = $srv->request('POST', '/dav/v.txt', { 'Content-Type' => 'text/plain' }, 'x');
     is($r->{status}, 404, 'a POST that is not a form: 404 as before');
@@ -424,6 +456,27 @@ for my $c (@refusals) {
     is($r->{status}, 403, 'a restore of it with the token of v.txt: 403');
     is($srv->get('/dav/late.txt')->{content}, "late\n", '... it is unchanged');
 }
+# The write barrier: a restore is a live write, so it waits while a
+# snapshot holds the barrier (state/barrier, flock'ed exclusively here as
+# the snapshot engine does) and happens once it is released.  The 2 s are
+# a generous bound that proves the barrier is waited for, not a speed.
+{
+    my $b3 = fingerprint();
+    open my $bar, '<', "$vol/state/barrier" or die "barrier: $!";
+    flock($bar, LOCK_EX) or die "flock: $!";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $r = restore(form => { snapshot => 'v1' });
+        POSIX::_exit($r->{status} == 200 ? 0 : 1);
+    }
+    sleep 2;
+    is(fingerprint(), $b3, 'a restore while a snapshot holds the barrier: nothing changed yet');
+    flock($bar, LOCK_UN);
+    close $bar;
+    waitpid($pid, 0);
+    is($?, 0, '... it is done (200) once the barrier is released');
+    is($srv->get('/dav/v.txt')->{content}, $content{A}, '... v1\'s bytes are back');
+}
 # A file deleted from the live tree: its versions page, reached from a
 # snapshot, says so and still offers the restore, which brings it back.
 {
@@ -463,6 +516,28 @@ for my $n (@hostile) {
     $r = $srv->request('POST', $action, { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin }, $body);
     is($r->{status}, 200, "... restore of $n: 200") or diag($r->{content});
     is($srv->get($u)->{content}, "hostile $n", '... the old bytes are back');
+}
+
+# A file that is a folder in the live tree now: restoring the snapshot's
+# file would delete the folder and all it holds, so the page offers no
+# form and a restore POST (with a token from when it was a file) is
+# refused with 409, the folder intact.
+{
+    is($srv->put('/dav/fd', "a file\n")->{status}, 201, 'PUT fd (a file)');
+    is($srv->mkcol('/snapshots/fdsnap')->{status}, 201, 'MKCOL /snapshots/fdsnap');
+    my ($tk) = page('/dav/fd?versions')->{content} =~ /name="token" value="([0-9a-f]{64})"/;
+    ok($tk, 'its versions page offers restore while it is a file');
+    is($srv->delete('/dav/fd')->{status}, 204, 'DELETE fd');
+    is($srv->mkcol('/dav/fd')->{status}, 201, 'MKCOL fd (now a folder)');
+    is($srv->put('/dav/fd/inner', "inner\n")->{status}, 201, 'PUT fd/inner');
+    my $r = page('/snapshots/fdsnap/fd?versions');
+    like($r->{content}, qr{<p class="folder">/dav/fd is a folder now}, 'the versions page says it is a folder now');
+    unlike($r->{content}, qr{<form}, '... and offers no restore form');
+    $r = $srv->request('POST', '/dav/fd', { 'Content-Type' => 'application/x-www-form-urlencoded', Origin => $origin },
+                       "action=restore&snapshot=fdsnap&token=$tk");
+    is($r->{status}, 409, 'a restore POST over the folder: 409');
+    like($r->{content}, qr/folder/, '... the body says a folder is in the way');
+    is($srv->get('/dav/fd/inner')->{content}, "inner\n", '... the folder and what it holds are intact');
 }
 
 unlike($srv->error_log, qr/AddressSanitizer|segfault|exit signal/i, 'no crash in the error log');
