@@ -444,8 +444,10 @@ static int restore_handler(request_rec *r)
         return refuse(r, HTTP_INTERNAL_SERVER_ERROR,
                       "Restore failed: could not take the volume's write "
                       "barrier; nothing was restored.");
-    src = apr_pstrcat(r->pool, snapc->root_uri, "/", snapshot, "/",
-                      browser_url(r->pool, relpath), NULL);
+    /* A URL: the Location's prefix is as configured (decoded), so it is
+     * encoded like the path. */
+    src = apr_pstrcat(r->pool, browser_url(r->pool, snapc->root_uri), "/",
+                      snapshot, "/", browser_url(r->pool, relpath), NULL);
     status = copy_subrequest(r, src, browser_url(r->pool, r->uri));
     if (status != HTTP_CREATED && status != HTTP_NO_CONTENT) {
         ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
