@@ -224,7 +224,7 @@ static const char style[] =
     "th,td{text-align:left;padding:.35em .5em;border-bottom:1px solid "
     "var(--line);vertical-align:top}"
     "th{background:var(--accent)}td.name{word-break:break-all}"
-    "td.size,th.size,td.files{text-align:right;white-space:nowrap}"
+    "td.size,th.size,td.files,th.files{text-align:right;white-space:nowrap}"
     "td.mtime,td.created{white-space:nowrap}"
     "td.actions a{margin-right:.6em}code{font-size:.9em;word-break:break-all}"
     "section{margin:1em 0}form.restore{display:inline;margin:0}"
