@@ -377,8 +377,10 @@ struct mirrordav_quota_copy {
 };
 
 /* Whether STAGED bytes could still fit; recomputes the bound from the
- * counter and the destination when it is passed. */
-static dav_error *check_staged(mirrordav_quota_copy *q, apr_uint64_t staged)
+ * counter and the destination when it is passed.  WHAT names the copy in
+ * the refusal (a tree's need is counted only as far as it was staged). */
+static dav_error *check_staged(mirrordav_quota_copy *q, apr_uint64_t staged,
+                               const char *what)
 {
     apr_uint64_t used, dest = 0, limit = limit_of(q->conf);
     int rc;
@@ -397,7 +399,7 @@ static dav_error *check_staged(mirrordav_quota_copy *q, apr_uint64_t staged)
     q->allow = (used < limit ? limit - used : 0) + dest;
     if (staged <= q->allow)
         return NULL;
-    q->err = over_limit(q->r->pool, q->conf, "This copy", used, staged - dest);
+    q->err = over_limit(q->r->pool, q->conf, what, used, staged - dest);
     return q->err;
 }
 
@@ -424,7 +426,7 @@ dav_error *mirrordav_quota_copy_begin(request_rec *r,
     *qp = q;
     /* One file: refused before even the staging folder is made.  Its
      * bytes are counted again (and pass) when copy_file stages them. */
-    return from_dir ? NULL : check_staged(q, regular_size(from));
+    return from_dir ? NULL : check_staged(q, regular_size(from), "This copy");
 }
 
 dav_error *mirrordav_quota_copy_add(mirrordav_quota_copy *q, apr_off_t bytes)
@@ -432,7 +434,8 @@ dav_error *mirrordav_quota_copy_add(mirrordav_quota_copy *q, apr_off_t bytes)
     if (!q || bytes <= 0)
         return q ? q->err : NULL;
     q->staged += (apr_uint64_t)bytes;
-    return check_staged(q, q->staged);
+    return check_staged(q, q->staged,
+                        "This copy, counted as far as it was staged,");
 }
 
 dav_error *mirrordav_quota_copy_refused(const mirrordav_quota_copy *q)
