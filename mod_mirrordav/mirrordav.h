@@ -317,6 +317,19 @@ void mirrordav_quota_put_unlock(mirrordav_quota_put *q, int published);
 dav_error *mirrordav_quota_charge(request_rec *r, const mirrordav_conf *conf,
                                   const char *path, const struct stat *old,
                                   apr_uint64_t new_size);
+/* COPY, while it stages: begin (before the staging folder is made)
+ * refuses (507) a single file FROM (not FROM_DIR) that cannot fit; add
+ * counts BYTES about to be staged and refuses once no Overwrite of TO
+ * could make them fit, which refused then tells the walk.  Q is NULL
+ * when nothing is checked.  swap_begin stays the final check. */
+typedef struct mirrordav_quota_copy mirrordav_quota_copy;
+dav_error *mirrordav_quota_copy_begin(request_rec *r,
+                                      const mirrordav_conf *conf,
+                                      const char *from, int from_dir,
+                                      const char *to, int replace,
+                                      mirrordav_quota_copy **q);
+dav_error *mirrordav_quota_copy_add(mirrordav_quota_copy *q, apr_off_t bytes);
+dav_error *mirrordav_quota_copy_refused(const mirrordav_quota_copy *q);
 /* COPY/MOVE, around the rename that swaps FROM in at TO (REPLACE: over
  * an existing TO): begin measures and checks (507) and holds the
  * counter's lock; end counts the change if SWAPPED and releases it. */

@@ -28,6 +28,7 @@
  * limit writes go on and the counter stays unknown.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -350,6 +351,96 @@ dav_error *mirrordav_quota_charge(request_rec *r, const mirrordav_conf *conf,
     c->delta = delta;
     apr_pool_cleanup_register(r->pool, c, refund, apr_pool_cleanup_null);
     return NULL;
+}
+
+/* ---------------------------------------------------------- COPY staging */
+
+/* A COPY stages its whole tree before the swap, which makes the final
+ * check (swap_begin, under the lock).  Refusing only there would let a
+ * copy past the limit fill the disk with a staged tree, and keep the
+ * client waiting for all of it, to be told no.  So the staging counts
+ * each file before it copies it and stops as soon as the staged bytes
+ * could not fit even if the swap replaced the whole destination:
+ * staged > limit - used + the destination's tree.  That only ever
+ * refuses what the swap would refuse (counted at that moment; other
+ * writers may change it either way meanwhile); the swap stays the
+ * authority.  The destination is walked only once the cheaper bound
+ * limit - used is passed, so a copy that fits costs no walk. */
+struct mirrordav_quota_copy {
+    request_rec *r;
+    const mirrordav_conf *conf;
+    const char *to;
+    int replace;
+    apr_uint64_t staged; /* bytes of regular files staged so far */
+    apr_uint64_t allow;  /* staged bytes known to be allowed */
+    dav_error *err;      /* the refusal, once made (in the request pool) */
+};
+
+/* Whether STAGED bytes could still fit; recomputes the bound from the
+ * counter and the destination when it is passed.  WHAT names the copy in
+ * the refusal (a tree's need is counted only as far as it was staged). */
+static dav_error *check_staged(mirrordav_quota_copy *q, apr_uint64_t staged,
+                               const char *what)
+{
+    apr_uint64_t used, dest = 0, limit = limit_of(q->conf);
+    int rc;
+
+    if (staged <= q->allow)
+        return NULL;
+    if (usage_read(q->conf->state, &used) != 0) {
+        q->allow = UINT64_MAX; /* unknown: the swap refuses, naming it */
+        return NULL;
+    }
+    if (q->replace && (rc = usage_tree_bytes(q->to, &dest)) != 0 &&
+        rc != -ENOENT) {
+        q->allow = UINT64_MAX; /* unmeasured: left to the swap */
+        return NULL;
+    }
+    q->allow = (used < limit ? limit - used : 0) + dest;
+    if (staged <= q->allow)
+        return NULL;
+    q->err = over_limit(q->r->pool, q->conf, what, used, staged - dest);
+    return q->err;
+}
+
+dav_error *mirrordav_quota_copy_begin(request_rec *r,
+                                      const mirrordav_conf *conf,
+                                      const char *from, int from_dir,
+                                      const char *to, int replace,
+                                      mirrordav_quota_copy **qp)
+{
+    mirrordav_quota_copy *q;
+    apr_uint64_t used, limit = limit_of(conf);
+
+    *qp = NULL;
+    /* Without a limit nothing is refused; with an unknown counter the
+     * swap refuses every growth, naming the cause. */
+    if (!limit || !accounted(conf) || usage_read(conf->state, &used) != 0)
+        return NULL;
+    q = apr_pcalloc(r->pool, sizeof(*q));
+    q->r = r;
+    q->conf = conf;
+    q->to = to;
+    q->replace = replace;
+    q->allow = used < limit ? limit - used : 0;
+    *qp = q;
+    /* One file: refused before even the staging folder is made.  Its
+     * bytes are counted again (and pass) when copy_file stages them. */
+    return from_dir ? NULL : check_staged(q, regular_size(from), "This copy");
+}
+
+dav_error *mirrordav_quota_copy_add(mirrordav_quota_copy *q, apr_off_t bytes)
+{
+    if (!q || bytes <= 0)
+        return q ? q->err : NULL;
+    q->staged += (apr_uint64_t)bytes;
+    return check_staged(q, q->staged,
+                        "This copy, counted as far as it was staged,");
+}
+
+dav_error *mirrordav_quota_copy_refused(const mirrordav_quota_copy *q)
+{
+    return q ? q->err : NULL;
 }
 
 /* ------------------------------------------------------------ COPY/MOVE */

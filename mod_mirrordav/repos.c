@@ -308,7 +308,7 @@ static dav_error *no_destination_parent(apr_pool_t *p)
  * fstat before and after reading it and the copy's once published. */
 static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
                             const char *src, const char *dst,
-                            struct stat id[3])
+                            struct stat id[3], mirrordav_quota_copy *q)
 {
     const char *ddir = mirrordav_dirname(p, dst);
     mirrordav_newfile out = {-1, NULL};
@@ -328,6 +328,11 @@ static dav_error *copy_file(apr_pool_t *p, const mirrordav_conf *conf,
     if (in < 0 || fstat(in, &st) != 0) {
         e = errno;
         goto fail;
+    }
+    /* Counted before a byte of it is staged (quota.c). */
+    if (mirrordav_quota_copy_add(q, st.st_size)) {
+        close(in);
+        return mirrordav_quota_copy_refused(q);
     }
     if ((e = mirrordav_newfile_open(p, ddir, &out)) != 0)
         goto fail;
@@ -455,18 +460,20 @@ static void in_snapshot_identity(apr_pool_t *p, const mirrordav_conf *conf,
 
 /* Recursive copy.  A member that fails is reported in RESPONSE (kept in
  * RP) and the walk goes on with its siblings, as RFC 4918 section 9.8.8
- * asks; P is this level's scratch pool. */
+ * asks, except past the quota (Q), which stops the whole walk; P is this
+ * level's scratch pool. */
 static dav_error *copy_tree(apr_pool_t *p, apr_pool_t *rp,
                             const mirrordav_conf *conf, const char *src,
                             const char *dst, const char *dst_uri, int depth,
-                            int is_dir, dav_response **response)
+                            int is_dir, dav_response **response,
+                            mirrordav_quota_copy *q)
 {
     dav_error *err = NULL;
 
     if (!is_dir) {
         struct stat id[3];
 
-        err = copy_file(p, conf, src, dst, id);
+        err = copy_file(p, conf, src, dst, id, q);
         if (!err && carry_sidecar(sidecar_copy, p, src, dst) != 0)
             err = mirrordav_error(p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                   "Could not copy the file's metadata.");
@@ -507,15 +514,19 @@ static dav_error *copy_tree(apr_pool_t *p, apr_pool_t *rp,
             const char *u = apr_pstrcat(iter, dst_uri, "/", name, NULL);
 
             err = copy_tree(iter, rp, conf, s, t, u, depth,
-                            S_ISDIR(st.st_mode), response);
-            if (err)
+                            S_ISDIR(st.st_mode), response, q);
+            if (err && !mirrordav_quota_copy_refused(q))
                 add_response(rp, response, u, err);
             err = NULL;
             apr_pool_clear(iter);
+            if (mirrordav_quota_copy_refused(q))
+                break;
         }
         if (more < 0)
             err = mirrordav_errno_error(p, APR_FROM_OS_ERROR(errno),
                                         "Could not read the collection");
+        if (!err)
+            err = mirrordav_quota_copy_refused(q);
         closedir(d);
         apr_pool_destroy(iter);
         if (err)
@@ -672,6 +683,7 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
     const char *name = mirrordav_basename(dst->info->path);
     const char *staged;
     struct stat before;
+    mirrordav_quota_copy *q;
     dav_error *err;
     intent in;
     int rc;
@@ -682,6 +694,11 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                                "The root of the share cannot be replaced.");
     if ((err = check_destination_parent(dst)) != NULL)
         return err;
+    /* Past the quota, refused before or while staging, not at the swap. */
+    if ((err = mirrordav_quota_copy_begin(dst->info->r, conf, src->info->path,
+                                          src->collection, dst->info->path,
+                                          dst->info->replace, &q)))
+        return untouched(dst, err);
     rc = intent_begin(&in, conf->state, 0, NULL, dst->info->path,
                       mirrordav_fsync_enabled(conf));
     if (rc)
@@ -689,7 +706,7 @@ static dav_error *copy_resource(const dav_resource *src, dav_resource *dst,
                          intent_error(p, rc, "Could not prepare the copy"));
     staged = mirrordav_join(p, in.stage, name);
     err = copy_tree(p, p, conf, src->info->path, staged, dst->uri, depth,
-                    src->collection, response);
+                    src->collection, response, q);
     if (!err && *response) {
         /* A copy is all or nothing, so that no half-copied tree is ever
          * visible: the first failure is reported alone. */

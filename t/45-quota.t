@@ -11,6 +11,9 @@
 #  - DELETE gives the space back; COPY (of files, of a tree) and
 #    PATCH-APPLY are counted and refused past the limit, MOVE changes
 #    nothing, MOVE over an existing file frees the replaced one;
+#  - a COPY past the limit is refused before (one file) or while (a
+#    tree) it stages, the bytes written far fewer than the source's, with
+#    nothing left behind; with Overwrite the replaced tree counts;
 #  - the counter survives a restart, and a volume without one is counted
 #    at start;
 #  - fsck reports a counter that differs from live/ (both values), and
@@ -243,6 +246,101 @@ is(dav('COPY', '/dav/sub/a.bin', '/dav/sub2/more.bin', Overwrite => 'T'), 204,
    'COPY over an existing file');
 is(used(), $u = $u - 200 * $KiB + 100, 'counted as the difference');
 is(used(), real_total($s), 'counter and live/ agree');
+
+# ------------------------------------------ COPY refused while staging
+# A COPY past the limit is refused before (one file) or while (a tree)
+# it stages, not after staging all of it: the bytes the server's
+# processes wrote during the refused COPY (wchar of /proc/PID/io, which
+# counts write(2) and copy_file_range(2)) are far fewer than the source's.
+# The bound is limit - used + the tree an Overwrite replaces, so a COPY
+# that fits only thanks to the replaced bytes still succeeds.
+{
+    # wchar summed over the server's processes, and their pids (undef if
+    # unreadable: the test runs as root, the server does not).
+    my $wchar = sub {
+        my ($sum, @pids) = (0);
+        for my $pid ($s->pid, $s->children) {
+            open my $fh, '<', "/proc/$pid/io" or return;
+            my ($w) = join('', <$fh>) =~ /^wchar:\s*(\d+)/m or return;
+            $sum += $w;
+            push @pids, $pid;
+        }
+        return ($sum, join ',', sort @pids);
+    };
+    # (status, body, bytes written or undef) of a COPY.
+    my $copy = sub {
+        my ($from, $to, %h) = @_;
+        my ($w0, $p0) = $wchar->();
+        my $r = $s->request('COPY', $from, { Destination => $s->url($to), %h });
+        my ($w1, $p1) = $wchar->();
+        my $written = defined $w0 && defined $w1 && $p0 eq $p1 ? $w1 - $w0 : undef;
+        return ($r->{status}, $r->{content}, $written);
+    };
+    my $stages = sub { scalar(() = glob("$live/.mirrordav/.stage-*")) };
+
+    my $u0 = used();
+    my $left0 = $LIMIT - $u0;
+    # Source tree S = 10 files of 4.9% of what is left (each alone fits
+    # in what will be left, so the refusal needs the staged sum); the
+    # destination D, one file of 45%.  Then 6% is left: S does not fit
+    # on a new name, and S over D needs S - D = 4%, which fits.
+    my $f = int($left0 * 0.049);
+    my $S = 10 * $f;
+    my $D = int($left0 * 0.45);
+    is($s->mkcol('/dav/big/')->{status}, 201, 'MKCOL big');
+    is($s->put("/dav/big/f$_.bin", rbytes($f))->{status}, 201, "PUT big/f$_.bin") for 0 .. 9;
+    is($s->mkcol('/dav/qd/')->{status}, 201, 'MKCOL qd');
+    is($s->put('/dav/qd/d.bin', rbytes($D))->{status}, 201, 'PUT qd/d.bin');
+    is($s->mkcol('/dav/qs/')->{status}, 201, 'MKCOL qs');
+    is($s->put('/dav/qs/s.bin', 'small')->{status}, 201, 'PUT qs/s.bin');
+    my $u1 = used();
+    my $left1 = $LIMIT - $u1;
+    ok($f < $left1 && $S > $left1 && $S - $D <= $left1,
+       "sizes: each file ($f) fits in what is left ($left1), the tree ($S) does not, over D ($D) it does");
+
+    my $root = state_of($live);
+    my $qs = state_of("$live/qs");
+    my ($code, $body, $written) = $copy->('/dav/big/', '/dav/big2/');
+    is($code, 507, 'COPY of a tree larger than what is left: 507');
+    like($body, qr/MirrorDAVQuota/, '... naming the limit');
+    ok(!-e "$live/big2", '... nothing at the destination');
+    is($stages->(), 0, '... no staging folder left');
+    is_deeply(state_of($live), $root, '... the parent and its sidecars unchanged');
+    is(used(), $u1, '... the counter unchanged');
+  SKIP: {
+        skip 'no /proc/PID/io for the server', 1 unless defined $written;
+        ok($written < $S / 2, "... the staging stopped early: $written bytes written for a $S-byte tree");
+    }
+
+    ($code, $body, $written) = $copy->('/dav/qd/d.bin', '/dav/d2.bin');
+    is($code, 507, 'COPY of one file larger than what is left: 507');
+    like($body, qr/MirrorDAVQuota/, '... naming the limit');
+    ok(!-e "$live/d2.bin", '... nothing at the destination');
+    is($stages->(), 0, '... no staging folder left');
+    is(used(), $u1, '... the counter unchanged');
+  SKIP: {
+        skip 'no /proc/PID/io for the server', 1 unless defined $written;
+        ok($written < $D / 2, "... refused before copying: $written bytes written for a $D-byte file");
+    }
+
+    ($code, $body) = $copy->('/dav/big/', '/dav/qs/', Overwrite => 'T');
+    is($code, 507, 'COPY with Overwrite over a small tree, past the limit: 507');
+    is_deeply(state_of("$live/qs"), $qs, '... the destination and its sidecars intact');
+    is($stages->(), 0, '... no staging folder left');
+    is(used(), $u1, '... the counter unchanged');
+
+    ($code, $body) = $copy->('/dav/big/', '/dav/qd/', Overwrite => 'T');
+    is($code, 204, 'COPY with Overwrite that fits only thanks to the replaced tree: 204')
+        or diag($body);
+    is(sha1_file("$live/qd/f3.bin"), sha1_file("$live/big/f3.bin"), '... copied');
+    ok(!-e "$live/qd/d.bin", '... the old destination replaced');
+    is(used(), $u1 - $D + $S, '... counted as the difference');
+    is(used(), real_total($s), '... counter and live/ agree');
+    is($stages->(), 0, '... no staging folder left');
+
+    is($s->delete($_)->{status}, 204, "DELETE $_") for '/dav/big/', '/dav/qd/', '/dav/qs/';
+    is(used(), $u0, 'the space is given back');
+}
 
 # ----------------------------------------------------------- PATCH-APPLY
 SKIP: {
