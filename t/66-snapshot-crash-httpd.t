@@ -85,12 +85,20 @@ for my $round (1 .. $ROUNDS) {
     for (1 .. 10000) { last if () = leftovers(); sleep 0.001 }
     # Listed while it builds: neither the temp tree nor the name.  A
     # lister of its own, so that the kill's timing does not wait for it.
+    # The build may also end before the kill (the draw below, or a loaded
+    # machine); the name is then listed rightly.  So the name counts only
+    # if its temp tree still exists once the listing has come back: the
+    # tree is made once and leaves only by the rename that gives the name,
+    # so it existed all through the listing, which saw the name during the
+    # build.  A temp tree listed counts always.  The lister stops when the
+    # server is gone (the kill) or the build is over.
     my $lister = fork // die;
     if (!$lister) {
         my @seen;
         while (my $l = listed_dav()) {
-            push @seen, grep { /^\.|^\Q$name\E$/ } @$l;
-            last if @seen;
+            my $building = () = glob("$vol/snapshots/.tmp-$name-*");
+            push @seen, grep { /^\./ || ($_ eq $name && $building) } @$l;
+            last if @seen || !$building;
         }
         spew("$vol/../seen-$round", join ' ', @seen);
         POSIX::_exit(0);
@@ -105,6 +113,7 @@ for my $round (1 .. $ROUNDS) {
     my @left = leftovers();
     my $whole = -d "$vol/snapshots/$name";
     $mid++ if @left && !$whole;
+    note("round $round: killed " . ($whole ? 'after the build' : @left ? 'mid-build' : 'before the build'));
     # Under a real name only whole snapshots, crash or not.
     for my $s (grep { !/^\./ } map { s{.*/}{}r } glob("$vol/snapshots/*")) {
         my $n = files_in($s);
