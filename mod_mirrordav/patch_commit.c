@@ -234,6 +234,18 @@ static apr_status_t discard_newfile(void *data)
     return APR_SUCCESS;
 }
 
+/* The pending entry's lock, released at the latest with the request. */
+static apr_status_t release_entry(void *data)
+{
+    int *held = data;
+
+    if (*held >= 0) {
+        close(*held);
+        *held = -1;
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t discard_stage(void *data)
 {
     patchlog *pl = data;
@@ -356,7 +368,7 @@ dav_error *mirrordav_patch_commit(mirrordav_patch *c, apr_uint64_t result,
     patchlog *pl = c->pl;
     struct stat nst;
     dav_error *err;
-    int fd = c->basis_fd, rv;
+    int fd = c->basis_fd, rv, *held;
 
     if ((err = flush_window(c)) != NULL)
         return err;
@@ -367,10 +379,18 @@ dav_error *mirrordav_patch_commit(mirrordav_patch *c, apr_uint64_t result,
     if ((err = mirrordav_quota_charge(r, conf, path, &c->st, result)) != NULL)
         return err;
     /* Queued before the data changes, durably: whatever crashes later,
-     * the hash of the new data is computed (patchlog.h). */
-    if ((rv = patchlog_pending_add(conf->state, path)) != 0)
+     * the hash of the new data is computed (patchlog.h).  The entry is
+     * held (locked) until the record describes the new data: a worker
+     * taking it earlier would find the record current for the old data
+     * and drop it, and a crash after the change would then leave the
+     * record stale with no entry to repair it.  A crash frees the lock
+     * with the process; recovery then marks and the workers hash. */
+    held = apr_palloc(r->pool, sizeof(*held));
+    if ((rv = patchlog_pending_add(conf->state, path, held)) != 0)
         return mirrordav_errno_error(r->pool, APR_FROM_OS_ERROR(-rv),
                                      "Could not queue the SHA-1");
+    apr_pool_cleanup_register(r->pool, held, release_entry,
+                              apr_pool_cleanup_null);
     if (c->replace) {
         if (truncate && ftruncate(nf->fd, (off_t)(c->s + c->got)) != 0)
             return mirrordav_errno_error(r->pool, APR_FROM_OS_ERROR(errno),
@@ -434,6 +454,7 @@ dav_error *mirrordav_patch_commit(mirrordav_patch *c, apr_uint64_t result,
                       "could not record the new version of %s; "
                       "mirrordav fsck --repair brings it up to date",
                       path);
+    apr_pool_cleanup_run(r->pool, held, release_entry);
     wake_worker();
     return NULL;
 }

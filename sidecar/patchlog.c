@@ -283,7 +283,7 @@ static int replay(const char *state, patchlog *pl, patchlog_report_fn report,
 {
     char *target = NULL;
     struct stat st, dst;
-    int fd, rc = parse_record(pl->rec_fd, pl, &target);
+    int fd, held = -1, rc = parse_record(pl->rec_fd, pl, &target);
 
     if (rc) {
         if (report)
@@ -315,11 +315,16 @@ static int replay(const char *state, patchlog *pl, patchlog_report_fn report,
         free(target);
         return 0;
     }
-    rc = patchlog_pending_add(state, target);
+    /* The entry held until the record describes the new data (a worker
+     * running meanwhile, e.g. a server's while fsck repairs, would drop
+     * it as current for the old data). */
+    rc = patchlog_pending_add(state, target, &held);
     if (!rc)
         rc = patchlog_apply(pl, fd);
     if (!rc && fstat(fd, &st) == 0)
         patchlog_record_new_data(target, &st);
+    if (held >= 0)
+        close(held);
     close(fd);
     if (report)
         report(ctx, target,
@@ -430,10 +435,13 @@ static void test_pause(void)
         usleep((useconds_t)us);
 }
 
-int patchlog_pending_add(const char *state, const char *path)
+int patchlog_pending_add(const char *state, const char *path, int *held)
 {
     char dir[4096], tmp[4400], entry[4400];
-    int fd, rc, named = 0;
+    int fd = -1, rc, named = 0;
+
+    if (held)
+        *held = -1;
 
     snprintf(dir, sizeof(dir), "%s/pending", state);
     if (mkdir(dir, 0755) == 0) {
@@ -447,6 +455,14 @@ int patchlog_pending_add(const char *state, const char *path)
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
             return -errno;
+        /* Locked before it is named p- (the rename keeps the inode and
+         * its lock): a worker never finds a held entry unlocked. */
+        if (held && flock(fd, LOCK_EX) != 0) {
+            rc = -errno;
+            close(fd);
+            unlink(tmp);
+            return rc;
+        }
         rc = write_all(fd, path, strlen(path));
         /* Whole and durable before it is named p-: a worker listing
          * pending/ meanwhile never finds it empty, which it would take for
@@ -454,7 +470,6 @@ int patchlog_pending_add(const char *state, const char *path)
          * remove; the entry would then be lost while the data changes. */
         if (!rc)
             rc = publish_sync_fd(fd);
-        close(fd);
         test_pause();
         snprintf(entry, sizeof(entry), "%s/p-%s", dir, tmp + strlen(dir) + 3);
         /* Never over another entry (a p- whose t- name was freed). */
@@ -467,6 +482,7 @@ int patchlog_pending_add(const char *state, const char *path)
         if (rc == -EEXIST) {
             rc = 0;
             unlink(tmp);
+            close(fd);
             continue;
         }
         break;
@@ -478,6 +494,10 @@ int patchlog_pending_add(const char *state, const char *path)
         rc = sync_dir(dir);
     if (rc)
         unlink(named ? entry : tmp);
+    if (!rc && held)
+        *held = fd;
+    else
+        close(fd);
     return rc;
 }
 
@@ -639,7 +659,8 @@ int patchlog_pending_run(const char *state, int list_only,
         fd = open(entry, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
             continue;
-        /* Another worker (another child, or fsck) has it. */
+        /* Another worker (another child, or fsck) has it, or its writer
+         * holds it until the record describes the new data. */
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             close(fd);
             left++;

@@ -66,8 +66,13 @@ typedef void (*patchlog_report_fn)(void *ctx, const char *target,
 int patchlog_recover(const char *state, int repair, patchlog_report_fn report,
                      void *ctx);
 
-/* Makes durable an entry saying that PATH's SHA-1 must be computed. */
-int patchlog_pending_add(const char *state, const char *path);
+/* Makes durable an entry saying that PATH's SHA-1 must be computed.
+ * With HELD, the entry stays locked (flock) and open in *HELD until the
+ * caller closes it, which it does once PATH's record describes the new
+ * data: until then a worker leaves the entry alone (it would find the
+ * record current for the old data and drop the entry before the data
+ * changed).  Without HELD (NULL) the entry is free at once. */
+int patchlog_pending_add(const char *state, const char *path, int *held);
 /* Computes and stores (versioned, sidecar_store_sha1) the SHA-1 of each
  * pending entry not locked by another worker; removes an entry once
  * stored or once a newer write made it stale.  REPORT is told of each

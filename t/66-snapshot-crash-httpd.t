@@ -8,8 +8,9 @@
 # not by `mirrordav snapshot list`; whatever is under a real name is whole.
 # After the restart the server's recovery has removed the ".tmp-" leftover
 # and a MKCOL of the same name makes a whole snapshot.  The random point
-# is drawn from the build time of a first, undisturbed snapshot, so most
-# kills land mid-build; the test reports how many did and needs one.
+# is drawn from the build time of a first, undisturbed snapshot (the
+# window halved after a kill that came after the build), so most kills
+# land mid-build; the test reports how many did and needs most.
 #   MIRRORDAV_HTTPD_KILLS=N   rounds (default 4)
 use strict;
 use warnings;
@@ -73,6 +74,10 @@ is($srv->delete('/snapshots/first')->{status}, 204, 'DELETE /snapshots/first');
 
 # ---------------------------------------------------------------- rounds
 my ($mid, @bad) = (0);
+# The kills' window: most of an undisturbed build, halved after a round
+# whose build ended before its kill (a loaded machine, or a warmer cache
+# than the first build had), so that most kills still land mid-build.
+my $window = 0.6 * $build_time;
 for my $round (1 .. $ROUNDS) {
     my $name = "k$round";
     my $pid = fork // die;
@@ -85,17 +90,25 @@ for my $round (1 .. $ROUNDS) {
     for (1 .. 10000) { last if () = leftovers(); sleep 0.001 }
     # Listed while it builds: neither the temp tree nor the name.  A
     # lister of its own, so that the kill's timing does not wait for it.
+    # The build may also end before the kill (the draw below, or a loaded
+    # machine); the name is then listed rightly.  So the name counts only
+    # if its temp tree still exists once the listing has come back: the
+    # tree is made once and leaves only by the rename that gives the name,
+    # so it existed all through the listing, which saw the name during the
+    # build.  A temp tree listed counts always.  The lister stops when the
+    # server is gone (the kill) or the build is over.
     my $lister = fork // die;
     if (!$lister) {
         my @seen;
         while (my $l = listed_dav()) {
-            push @seen, grep { /^\.|^\Q$name\E$/ } @$l;
-            last if @seen;
+            my $building = () = glob("$vol/snapshots/.tmp-$name-*");
+            push @seen, grep { /^\./ || ($_ eq $name && $building) } @$l;
+            last if @seen || !$building;
         }
         spew("$vol/../seen-$round", join ' ', @seen);
         POSIX::_exit(0);
     }
-    sleep(rand(0.6 * $build_time));
+    sleep(rand($window));
     $srv->crash;
     waitpid($pid, 0);
     waitpid($lister, 0);
@@ -105,6 +118,8 @@ for my $round (1 .. $ROUNDS) {
     my @left = leftovers();
     my $whole = -d "$vol/snapshots/$name";
     $mid++ if @left && !$whole;
+    $window /= 2 if $whole;
+    note("round $round: killed " . ($whole ? 'after the build' : @left ? 'mid-build' : 'before the build'));
     # Under a real name only whole snapshots, crash or not.
     for my $s (grep { !/^\./ } map { s{.*/}{}r } glob("$vol/snapshots/*")) {
         my $n = files_in($s);

@@ -278,6 +278,7 @@ SKIP: {
         }
         my $old = sha1_file($local);
         my $journalled = 0;
+        my @rec_before;
         for my $try (1 .. 3) {
         $s->{opts}{wrap} = ['strace', '-f', '-qq', '-o', '/dev/null', '-P', "$live/big.bin",
                             '-e', "trace=$call", '-e', "inject=$call:signal=KILL:when=$when"];
@@ -304,6 +305,7 @@ SKIP: {
         # The record is what this point is about; now and then the kill
         # lands earlier (the file is then the old version, nothing to
         # replay): try again.
+        @rec_before = map { my @st = stat $_; "$_ size=$st[7]" } glob($s->volume . '/state/patch-*');
         $journalled = () = glob($s->volume . '/state/patch-*.rec');
         last if $journalled;
         is(sha1_file("$live/big.bin"), $old, "killed $what, try $try: before the journal, the old version");
@@ -327,13 +329,12 @@ SKIP: {
             is(prop_sha1($s, '/dav/big.bin'), $new, "killed $what: the sha1 property is the new file's");
         } else {
             $s->restart;
-            # Known flake (not understood yet): in about one run in five, at
-            # one of the points, the record found after the kill is gone
-            # at restart without the recovery having logged a replay, the
-            # file being the new version all the same.  The checks below
-            # (new version, no journal left, hash right or pending) hold.
-            local $TODO = 'a replay is not always logged after the strace kill';
-            like($s->error_log, qr/big\.bin: interrupted PATCH-APPLY completed/, "killed $what: recovery replayed the record");
+            # Once TODO (failed about one run in five under load): the
+            # harness took httpd for started once it accepted a connection,
+            # before its post_config recovery had replayed and logged; it
+            # now waits for an answer (MirrorDAV::Test::_launch).
+            like($s->error_log, qr/big\.bin: interrupted PATCH-APPLY completed/, "killed $what: recovery replayed the record")
+                or diag("error log:\n" . $s->error_log . "journal before the restart: @rec_before");
         }
         my $now = sha1_file("$live/big.bin");
         is($now, $new, "killed $what: the patch is complete")

@@ -5,7 +5,8 @@
  * hash.  (Were an entry visible before its content, the worker would
  * take it for one whose writer crashed, remove it, and the file's SHA-1
  * would stay pending for good.)  Then: an entry a crash left half made
- * (t-) is removed at start, and a p- entry is never replaced by another. */
+ * (t-) is removed at start, a p- entry is never replaced by another, and
+ * an entry its writer holds is left alone by the worker. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -86,7 +87,7 @@ int main(void)
     pid = fork();
     if (pid == 0) {
         setenv("MIRRORDAV_TEST_PENDING_DELAY_US", "400000", 1);
-        _exit(patchlog_pending_add(state, file) == 0 ? 0 : 1);
+        _exit(patchlog_pending_add(state, file, NULL) == 0 ? 0 : 1);
     }
     usleep(150000);
     ok(count_prefix(pending, "p-") == 0,
@@ -124,11 +125,38 @@ int main(void)
         int i, fails = 0;
 
         for (i = 0; i < 200; i++)
-            fails += patchlog_pending_add(state, file) != 0;
+            fails += patchlog_pending_add(state, file, NULL) != 0;
         is_int(fails, 0, "200 entries added");
         is_int(count_prefix(pending, "p-"), 200, "200 entries listed");
         patchlog_pending_run(state, PATCHLOG_PENDING_RUN, NULL, NULL);
         is_int(count_prefix(pending, "p-"), 0, "the worker takes them all");
+    }
+
+    /* A writer's held entry (PATCH-APPLY holds it from before the data
+     * changes until the record describes the new data).  A worker running
+     * meanwhile finds the record current for the old data: were the entry
+     * free, it would drop it, and the new data's SHA-1 would stay pending
+     * for good (or, after a crash, the record would stay stale). */
+    {
+        int held = -1;
+
+        is_int(patchlog_pending_add(state, file, &held), 0,
+               "a held entry is added");
+        is_int(patchlog_pending_run(state, PATCHLOG_PENDING_RUN, NULL, NULL),
+               1, "a worker leaves the held entry alone");
+        fd = open(file, O_WRONLY | O_TRUNC);
+        if (fd < 0 || write(fd, "world!\n", 7) != 7 || fstat(fd, &st) != 0)
+            return 1;
+        close(fd);
+        is_int(patchlog_record_new_data(file, &st), 0,
+               "the new data recorded");
+        if (held >= 0)
+            close(held);
+        is_int(patchlog_pending_run(state, PATCHLOG_PENDING_RUN, NULL, NULL),
+               0, "released, the entry is taken");
+        record_sha1(sha);
+        is_str(sha, "212f1113ebcc528e501933d85e28d042df45746d",
+               "the worker stored the new data's SHA-1");
     }
 
     {

@@ -10,6 +10,7 @@ use warnings;
 use Exporter 'import';
 use Digest::SHA ();
 use File::Temp ();
+use IO::Socket::INET ();
 use Time::HiRes ();
 
 our @EXPORT_OK = qw(build_tree tree_signature content_of crash_server);
@@ -33,15 +34,38 @@ sub crash_server {
     my $pgid = $s->{pid};
     kill 'KILL', -$pgid;
     waitpid($pgid, 0);
+    # Gone means every thread gone, not only the first: a killed
+    # process's first thread turns zombie while another (an event MPM
+    # worker in fsync, say) is still inside a system call with the
+    # process's descriptors open, and so its flocks held (a restart's
+    # recovery would skip the journal they lock).  A zombie nobody reaps
+    # (a traced child whose strace died) counts as gone.
     for (1 .. 500) {
         my $alive = 0;
         for my $stat (glob '/proc/[0-9]*/stat') {
             open my $fh, '<', $stat or next;
             my $line = <$fh> // next;
-            my ($state, $pgrp) = $line =~ /^\d+ \(.*\) (\S) \d+ (\d+)/ or next;
-            $alive++ if $pgrp == $pgid && $state ne 'Z';
+            my ($pgrp) = $line =~ /^\d+ \(.*\) \S \d+ (\d+)/ or next;
+            next unless $pgrp == $pgid;
+            my ($pid) = $stat =~ m{^/proc/(\d+)/};
+            for my $t (glob "/proc/$pid/task/*/stat") {
+                open my $th, '<', $t or next;
+                my $tl = <$th> // next;
+                my ($state) = $tl =~ /^\d+ \(.*\) (\S)/ or next;
+                $alive++ if $state ne 'Z' && $state ne 'X';
+            }
         }
         last unless $alive;
+        Time::HiRes::sleep(0.01);
+    }
+    # And its listening socket closed: a restart must bind the port
+    # itself, not find the killed server's backlog answering the connect
+    # that tells it the new one is up (liveness bound, generous).
+    for (1 .. 3000) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->{port},
+                                      Timeout => 1) or last;
+        close $c;
+        die "a process of the killed server still listens on port $s->{port}\n" if $_ == 3000;
         Time::HiRes::sleep(0.01);
     }
     delete $s->{pid};

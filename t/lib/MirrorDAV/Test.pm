@@ -145,11 +145,22 @@ sub _launch {
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
-    my $deadline = time + 15;
+    # Up once it answers, not once it accepts: httpd listens before its
+    # post_config hooks (the module's crash recovery) have run, so a
+    # connect alone would let a test look at the volume mid-recovery.
+    # The bound only proves liveness (generous for a loaded machine).
+    my $deadline = time + 60;
     while (time < $deadline) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $self->{port}, Timeout => 1);
-        if ($s) { close $s; return }
+        if ($s) {
+            print $s "OPTIONS * HTTP/1.0\r\n\r\n";
+            my $rin = '';
+            vec($rin, fileno($s), 1) = 1;
+            my $line = select($rin, undef, undef, 5) > 0 ? <$s> : undef;
+            close $s;
+            return if defined $line && $line =~ m{^HTTP/};
+        }
         if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
             die "httpd exited at start:\n" . $self->log_tail;
         }
