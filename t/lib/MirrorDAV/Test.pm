@@ -10,6 +10,7 @@ use Exporter 'import';
 use File::Temp ();
 use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
+use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 use Scalar::Util ();
@@ -145,17 +146,37 @@ sub _launch {
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
+    # Up once it answers a request, not once its port takes connections:
+    # httpd listens (open_logs) before its post_config hooks run, and the
+    # module's recovery of interrupted operations is one of those.  A
+    # connection accepted meanwhile waits in the backlog, so a test that
+    # took the open port for a started server could look at the volume
+    # (fsck, state/) while that recovery has not yet run.
     my $deadline = time + 15;
     while (time < $deadline) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $self->{port}, Timeout => 1);
-        if ($s) { close $s; return }
+        if ($s) {
+            my $answered = _answers($s, $deadline);
+            close $s;
+            return if $answered;
+        }
         if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
             die "httpd exited at start:\n" . $self->log_tail;
         }
         sleep 0.05;
     }
-    die "httpd did not listen on port $self->{port}:\n" . $self->log_tail;
+    die "httpd did not answer on port $self->{port}:\n" . $self->log_tail;
+}
+
+# Whether the server answers an OPTIONS on connection S before DEADLINE.
+sub _answers {
+    my ($s, $deadline) = @_;
+    syswrite $s, "OPTIONS * HTTP/1.0\r\n\r\n" or return 0;
+    my $left = $deadline - time;
+    return 0 unless $left > 0 && IO::Select->new($s)->can_read($left);
+    my $n = sysread $s, my $buf, 64;
+    return defined $n && $n > 0 && $buf =~ m{^HTTP/};
 }
 
 sub url    { my ($s, $path) = @_; $s->{url} . ($path // '') }
