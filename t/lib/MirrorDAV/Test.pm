@@ -54,22 +54,13 @@ my $ASAN_BUILT;
 sub top   { $TOP }
 sub build { $BUILD }
 
-# A port below the kernel's ephemeral range when there is room: restart
-# (after a crash above all) binds the same port again, and a port in that
-# range may meanwhile have been given to any outgoing connection on the
-# machine, whose TIME_WAIT then keeps httpd from binding it for a minute.
 sub free_port {
-    my ($low) = split ' ', (slurp('/proc/sys/net/ipv4/ip_local_port_range') // '');
-    my @try = ($low // 0) > 11024 ? map { 10000 + int rand($low - 11000) } 1 .. 50 : ();
-    for my $try (@try, 0) {
-        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                      LocalPort => $try, Proto => 'tcp', ReuseAddr => 1)
-            or next;
-        my $port = $s->sockport;
-        close $s;
-        return $port;
-    }
-    die "no free port: $!";
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, Proto => 'tcp', ReuseAddr => 1)
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
 }
 
 # start_server(fsync => 'On'|'Off', conf_extra => "...", wrap => [...])
