@@ -162,7 +162,9 @@ sub _launch {
             return if $answered;
         }
         if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            die "httpd exited at start:\n" . $self->log_tail;
+            # Who holds the port, if that was why.
+            die "httpd exited at start:\n" . $self->log_tail
+                . `ss -tanpe 'sport = :$self->{port}' 2>&1`;
         }
         sleep 0.05;
     }
