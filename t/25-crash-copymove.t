@@ -10,6 +10,8 @@
 #     property and hash included;
 #   - COPY: the source is intact; MOVE: the tree is entirely at the source
 #     or entirely at the destination.
+# A server start held back on state/intent.lock shows that the harness
+# waits for the recovery before it calls the server started.
 # Then fsck itself: it reports an interrupted operation and leaves it be,
 # --repair completes or rolls it back; a staging folder no record claims
 # and a legacy trash folder are reported and never deleted; a trash folder
@@ -22,6 +24,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Fcntl qw(:flock);
+use POSIX ();
 use Time::HiRes qw(sleep time);
 use MirrorDAV::Test;
 use MirrorDAV::CrashTree qw(build_tree tree_signature crash_server);
@@ -196,6 +200,42 @@ for my $case ([4, 'before the swap', 0], [5, 'after the swap', 1]) {
     $s->restart;
     check_round("COPY killed $when, repaired by fsck", 'COPY', 1);
     is((() = glob("$live/.mirrordav/.stage-*")), 0, '... no staging folder left');
+}
+
+# A server is up once it answers, not once its port takes connections:
+# httpd listens (open_logs) before its post_config runs the recovery, so
+# a check made as soon as the port connects could run before the
+# recovery, and find its record (the flaky "fsck finds nothing left to
+# repair" of the rounds above).  Here the recovery is held back on
+# state/intent.lock for 3 s by another process: restart must not come
+# back before it has run.
+{
+    reset_trees(1);
+    {
+        local $ENV{MIRRORDAV_TEST_CRASH_POINT} = 4;
+        $s->restart;
+        `${\join ' ', map { "'$_'" } op_cmd('COPY', 1)}`;
+    }
+    is scalar(() = glob("$volume/state/intent-*")), 1, 'COPY killed before the swap: its record is left';
+    pipe my $rd, my $wr or die;
+    my $holder = fork // die;
+    if (!$holder) {
+        close $rd;
+        open my $lk, '<', "$volume/state/intent.lock" or POSIX::_exit(1);
+        flock $lk, LOCK_EX or POSIX::_exit(1);
+        syswrite $wr, "locked\n";
+        sleep 3;
+        POSIX::_exit(0);
+    }
+    close $wr;
+    is scalar(<$rd>), "locked\n", 'another process holds state/intent.lock';
+    $s->restart;
+    is_deeply [glob("$live/.mirrordav/.stage-* $volume/state/intent-*")], [],
+        '... and restart comes back once the recovery has run: no record, no staging folder';
+    my $report = `$admin fsck --volume $volume 2>&1`;
+    is $? >> 8, 0, '... fsck finds nothing left to repair' or diag $report;
+    waitpid $holder, 0;
+    check_round('COPY killed before the swap, recovery held back', 'COPY', 1);
 }
 
 # Folders in a sidecar folder that no record claims are reported, and

@@ -10,6 +10,7 @@ use Exporter 'import';
 use File::Temp ();
 use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
+use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 use Scalar::Util ();
@@ -162,11 +163,13 @@ sub _launch {
             return if defined $line && $line =~ m{^HTTP/};
         }
         if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            die "httpd exited at start:\n" . $self->log_tail;
+            # Who holds the port, if that was why.
+            die "httpd exited at start:\n" . $self->log_tail
+                . `ss -tanpe 'sport = :$self->{port}' 2>&1`;
         }
         sleep 0.05;
     }
-    die "httpd did not listen on port $self->{port}:\n" . $self->log_tail;
+    die "httpd did not answer on port $self->{port}:\n" . $self->log_tail;
 }
 
 sub url    { my ($s, $path) = @_; $s->{url} . ($path // '') }
