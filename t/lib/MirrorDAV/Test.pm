@@ -10,7 +10,6 @@ use Exporter 'import';
 use File::Temp ();
 use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
-use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 use Scalar::Util ();
