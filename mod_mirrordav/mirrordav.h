@@ -115,6 +115,14 @@ dav_resource *mirrordav_new_resource(apr_pool_t *p, request_rec *r,
                                      const apr_finfo_t *finfo);
 
 /* util.c: errors, fsync, stat, ETags, sidecar location */
+/* Reads R's request body to its end, BUFSIZE bytes at a time, handing
+ * each non-empty piece to SINK in order; stops at SINK's first error.
+ * 400 naming the cause when the body cannot be read.  PATCH-APPLY and the
+ * other partial updates read their bodies through it. */
+typedef dav_error *(*mirrordav_body_sink)(void *ctx, const char *buf,
+                                          apr_size_t len);
+dav_error *mirrordav_read_body(request_rec *r, apr_size_t bufsize,
+                               mirrordav_body_sink sink, void *ctx);
 struct stat;
 void mirrordav_stat_to_finfo(const struct stat *st, apr_finfo_t *fi);
 dav_error *mirrordav_error(apr_pool_t *p, int status, apr_status_t rv,

@@ -200,12 +200,29 @@ static apr_status_t gz_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* One piece of the body as sent: its digests, then the range (through
+ * the decoder for a gzip body). */
+static dav_error *feed(void *ctx, const char *buf, apr_size_t len)
+{
+    body_ctx *c = ctx;
+    dav_error *err;
+    int rc;
+
+    if ((err = mirrordav_patch_digests_sent(c->dg, buf, len)) != NULL)
+        return err;
+    if (!c->gz)
+        return take(c, buf, len);
+    if ((rc = gzin_feed(c->gz, buf, len)) == GZIN_OK)
+        return NULL;
+    return rc > 0 && c->err ? c->err : mirrordav_gzip_error(c->r, c->gz, rc);
+}
+
 /* Streams the whole body into the commit path. */
 static dav_error *read_body(body_ctx *c, int gzip)
 {
     request_rec *r = c->r;
-    apr_bucket_brigade *bb;
-    int eos = 0, rc;
+    dav_error *err;
+    int rc;
 
     if (gzip) {
         if (gzin_create(&c->gz, mirrordav_decoded_limit(mirrordav_get_conf(r)),
@@ -215,47 +232,8 @@ static dav_error *read_body(body_ctx *c, int gzip)
         apr_pool_cleanup_register(r->pool, c, gz_cleanup,
                                   apr_pool_cleanup_null);
     }
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    while (!eos) {
-        apr_bucket *e;
-        apr_status_t rv = ap_get_brigade(
-            r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, BODY_BUF);
-        if (rv != APR_SUCCESS)
-            return mirrordav_error(r->pool, HTTP_BAD_REQUEST, rv,
-                                   "The request body could not be read.");
-        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
-             e = APR_BUCKET_NEXT(e)) {
-            const char *data;
-            apr_size_t len;
-            dav_error *err;
-
-            if (APR_BUCKET_IS_EOS(e)) {
-                eos = 1;
-                break;
-            }
-            if (APR_BUCKET_IS_METADATA(e))
-                continue;
-            rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
-            if (rv != APR_SUCCESS)
-                return mirrordav_error(r->pool, HTTP_BAD_REQUEST, rv,
-                                       "The request body could not be "
-                                       "read.");
-            if (!len)
-                continue;
-            if ((err = mirrordav_patch_digests_sent(c->dg, data, len)))
-                return err;
-            if (!c->gz)
-                err = take(c, data, len);
-            else if ((rc = gzin_feed(c->gz, data, len)) == GZIN_OK)
-                err = NULL;
-            else
-                err = rc > 0 && c->err ? c->err
-                                       : mirrordav_gzip_error(r, c->gz, rc);
-            if (err)
-                return err;
-        }
-        apr_brigade_cleanup(bb);
-    }
+    if ((err = mirrordav_read_body(r, BODY_BUF, feed, c)) != NULL)
+        return err;
     if (c->gz && (rc = gzin_finish(c->gz)) != GZIN_OK)
         return rc > 0 && c->err ? c->err : mirrordav_gzip_error(r, c->gz, rc);
     return NULL;

@@ -255,8 +255,9 @@ static int gz_sink(void *ctx, const void *buf, size_t len)
     return c->err ? 1 : 0;
 }
 
-static dav_error *feed(patch_ctx *c, const char *buf, apr_size_t len)
+static dav_error *feed(void *ctx, const char *buf, apr_size_t len)
 {
+    patch_ctx *c = ctx;
     dav_error *err;
     int rc;
 
@@ -288,8 +289,7 @@ static apr_status_t ctx_cleanup(void *data)
 static dav_error *run_body(patch_ctx *c, int gzip)
 {
     request_rec *r = c->r;
-    apr_bucket_brigade *bb;
-    int eos = 0;
+    dav_error *err;
 
     c->job = rs_patch_begin(copy_cb, c);
     c->outbuf = apr_palloc(c->p, OUT_BUF);
@@ -302,36 +302,8 @@ static dav_error *run_body(patch_ctx *c, int gzip)
                     gz_sink, c) != GZIN_OK)
         return mirrordav_error(c->p, HTTP_INTERNAL_SERVER_ERROR, 0,
                                "Could not start the gzip decoder.");
-    bb = apr_brigade_create(c->p, r->connection->bucket_alloc);
-    while (!eos) {
-        apr_bucket *e;
-        apr_status_t rv = ap_get_brigade(
-            r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, BODY_BUF);
-        if (rv != APR_SUCCESS)
-            return mirrordav_error(c->p, HTTP_BAD_REQUEST, rv,
-                                   "The request body could not be read.");
-        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
-             e = APR_BUCKET_NEXT(e)) {
-            const char *data;
-            apr_size_t len;
-            dav_error *err;
-
-            if (APR_BUCKET_IS_EOS(e)) {
-                eos = 1;
-                break;
-            }
-            if (APR_BUCKET_IS_METADATA(e))
-                continue;
-            rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
-            if (rv != APR_SUCCESS)
-                return mirrordav_error(c->p, HTTP_BAD_REQUEST, rv,
-                                       "The request body could not be "
-                                       "read.");
-            if (len && (err = feed(c, data, len)) != NULL)
-                return err;
-        }
-        apr_brigade_cleanup(bb);
-    }
+    if ((err = mirrordav_read_body(r, BODY_BUF, feed, c)) != NULL)
+        return err;
     if (c->gz) {
         int rc = gzin_finish(c->gz);
         if (rc != GZIN_OK)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apr_strings.h"
+#include "util_filter.h"
 #include "mirrordav.h"
 
 void mirrordav_stat_to_finfo(const struct stat *st, apr_finfo_t *fi)
@@ -108,4 +109,44 @@ const char *mirrordav_etag(const dav_resource *resource)
                         "-%" APR_UINT64_T_HEX_FMT "\"",
                         (apr_uint64_t)fi->inode, (apr_uint64_t)fi->size,
                         (apr_uint64_t)fi->mtime);
+}
+
+dav_error *mirrordav_read_body(request_rec *r, apr_size_t bufsize,
+                               mirrordav_body_sink sink, void *ctx)
+{
+    apr_bucket_brigade *bb =
+        apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    int eos = 0;
+
+    while (!eos) {
+        apr_bucket *e;
+        apr_status_t rv = ap_get_brigade(
+            r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, bufsize);
+
+        if (rv != APR_SUCCESS)
+            return mirrordav_error(r->pool, HTTP_BAD_REQUEST, rv,
+                                   "The request body could not be read.");
+        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+             e = APR_BUCKET_NEXT(e)) {
+            const char *data;
+            apr_size_t len;
+            dav_error *err;
+
+            if (APR_BUCKET_IS_EOS(e)) {
+                eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(e))
+                continue;
+            rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS)
+                return mirrordav_error(r->pool, HTTP_BAD_REQUEST, rv,
+                                       "The request body could not be "
+                                       "read.");
+            if (len && (err = sink(ctx, data, len)) != NULL)
+                return err;
+        }
+        apr_brigade_cleanup(bb);
+    }
+    return NULL;
 }
